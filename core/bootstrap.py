@@ -1,0 +1,156 @@
+"""The composition root: the one place that reads settings and builds clients.
+
+Everything is built lazily, once, on first use, and never at import: an import-time failure would
+silently drop every function on the real Functions host. Tests and the local host install their own
+`Runtime` with `set_runtime`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from azure.storage.queue import QueueServiceClient
+
+from core.auth import JwksCache, Principal, TokenValidator, bearer_token
+from core.clock import Clock, utc_now
+from core.directory import Directory
+from core.health import Probe
+from core.services.common import Deps
+from core.settings import Settings, get_settings
+from core.store import (
+    ContainerNames,
+    CosmosAssignmentStore,
+    RoundTripCounter,
+    ensure_containers,
+    make_cosmos_client,
+)
+
+T = TypeVar("T")
+STORAGE_PROBE_TIMEOUT_SECONDS = 3
+
+
+class Runtime:
+    """Holds the settings and the lazily built clients of one process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = utc_now,
+        cosmos_credential: Any = None,
+        graph_credential: Any = None,
+        jwks_min_refetch_interval: float = 5.0,
+        directory: Directory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.round_trips = RoundTripCounter()
+        self._cosmos_credential = cosmos_credential
+        self._graph_credential = graph_credential
+        self._jwks_min_refetch_interval = jwks_min_refetch_interval
+        self._lock = threading.RLock()
+        self._built: dict[str, Any] = {}
+        if directory is not None:
+            self._built["directory"] = directory
+
+    def _once(self, name: str, build: Callable[[], T]) -> T:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = build()
+            value: T = self._built[name]
+            return value
+
+    @property
+    def container_names(self) -> ContainerNames:
+        s = self.settings
+        return ContainerNames(
+            database=s.cosmos_database,
+            assignments=s.cosmos_assignments_container,
+            users=s.cosmos_users_container,
+            leases=s.cosmos_leases_container,
+        )
+
+    def _database(self) -> Any:
+        def build() -> Any:
+            client = make_cosmos_client(
+                self.settings.cosmos_endpoint,
+                self.settings.cosmos_key,
+                counter=self.round_trips,
+                credential=self._cosmos_credential,
+            )
+            return ensure_containers(client, self.container_names)
+
+        return self._once("database", build)
+
+    @property
+    def store(self) -> CosmosAssignmentStore:
+        return self._once(
+            "store",
+            lambda: CosmosAssignmentStore(self._database().get_container_client(self.container_names.assignments)),
+        )
+
+    @property
+    def users_container(self) -> Any:
+        return self._once("users", lambda: self._database().get_container_client(self.container_names.users))
+
+    @property
+    def directory(self) -> Directory | None:
+        return self._built.get("directory")
+
+    @property
+    def token_validator(self) -> TokenValidator:
+        def build() -> TokenValidator:
+            s = self.settings
+            jwks = JwksCache(s.auth_jwks_uri, min_refetch_interval=self._jwks_min_refetch_interval)
+            return TokenValidator(
+                tenant_ids=s.auth_tenant_ids, audiences=s.auth_audiences, jwks=jwks, issuers=s.auth_issuers
+            )
+
+        return self._once("validator", build)
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        return self.token_validator.validate(bearer_token(authorization))
+
+    def deps(self) -> Deps:
+        return Deps(
+            store=self.store,
+            clock=self.clock,
+            directory=self.directory,
+            delegation_max_depth=self.settings.delegation_max_depth,
+        )
+
+    def health_probes(self) -> dict[str, Probe]:
+        return {"cosmos": self._probe_cosmos, "storage": self._probe_storage}
+
+    def _probe_cosmos(self) -> None:
+        self.store.ping()
+
+    def _probe_storage(self) -> None:
+        connection = self.settings.azure_web_jobs_storage
+        if not connection:
+            raise RuntimeError("AzureWebJobsStorage is not set")
+        client = QueueServiceClient.from_connection_string(
+            connection, connection_timeout=STORAGE_PROBE_TIMEOUT_SECONDS, retry_total=0
+        )
+        client.get_service_properties(timeout=STORAGE_PROBE_TIMEOUT_SECONDS)
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime(get_settings())
+        return _runtime
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """Install a runtime built elsewhere (tests, the local host); None goes back to the environment's."""
+    global _runtime
+    with _runtime_lock:
+        _runtime = runtime

@@ -1,0 +1,280 @@
+"""Pydantic models, split by role.
+
+- `AssignmentCreate`: what a caller may send to create an assignment (unknown and server-owned fields
+  are refused).
+- `Assignment`: the public model, every field always present, camelCase as in the seed.
+- `AssignmentDocument`: what is stored in Cosmos: the public fields plus internal ones (`pk`,
+  `version`, `outbox`, `idempotency`) that never leave the service.
+
+The public model is produced in one place: `AssignmentDocument.to_public()`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+DOC_TYPE_ASSIGNMENT = "assignment"
+MAX_REASON_LENGTH = 2000
+IDEMPOTENCY_RECORDS_KEPT = 20
+
+
+class TargetType(StrEnum):
+    CHAT = "chat"
+    DOCUMENT = "document"
+    SURVEY = "survey"
+
+
+class CompletionCriteria(StrEnum):
+    CHAT_VISITED = "chat_visited"
+    CHAT_ENGAGED = "chat_engaged"
+    FLOW_STARTED = "flow_started"
+    FLOW_COMPLETED = "flow_completed"
+    FLOW_PASSED = "flow_passed"
+    MANUAL = "manual"
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    DELEGATED = "delegated"
+
+
+def format_timestamp(value: datetime) -> str:
+    """RFC 3339 UTC with milliseconds and `Z`, the one format every timestamp is stored and shown in."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.astimezone(UTC).microsecond // 1000:03d}Z"
+
+
+def _require_zone(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must include a time zone (e.g. Z or +01:00)")
+    # Milliseconds are the stored precision; truncating here keeps comparisons honest after a round trip.
+    return value.astimezone(UTC).replace(microsecond=(value.microsecond // 1000) * 1000)
+
+
+Timestamp = Annotated[datetime, AfterValidator(_require_zone), PlainSerializer(format_timestamp, return_type=str)]
+
+UPN_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _normalize_upn(value: str) -> str:
+    value = value.strip().lower()
+    if not UPN_PATTERN.match(value) or len(value) > 320:
+        raise ValueError("must be a user principal name such as user@contoso.com")
+    return value
+
+
+Upn = Annotated[str, AfterValidator(_normalize_upn)]
+AssignmentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+LongText = Annotated[str, StringConstraints(max_length=MAX_REASON_LENGTH)]
+Score = Annotated[float, Field(ge=0, le=100)]
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, use_enum_values=True)
+
+
+class Attempt(CamelModel):
+    started_at: Timestamp | None = None
+    chat_log_id: str | None = None
+    completed_at: Timestamp | None = None
+    score: float | None = None
+    outcome_data: dict[str, Any] | None = None
+    note: str | None = None
+
+
+class AssignmentCreate(CamelModel):
+    """The body of `POST /assignments`."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: AssignmentId | None = None
+    target_type: TargetType
+    target_id: ShortText
+    assignee_email: Upn | None = None
+    originator_email: Upn | None = None
+    completion_criteria: CompletionCriteria
+    target_version: ShortText | None = None
+    target_title: ShortText | None = None
+    originator_name: ShortText | None = None
+    originator_message: LongText | None = None
+    due_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
+    max_attempts: Annotated[int, Field(ge=1, le=1000)] | None = None
+    allow_rejection: bool = False
+    allow_delegation: bool = True
+    pass_score: Score | None = None
+    task_key: ShortText | None = None
+    candidate_groups: Annotated[list[ShortText], Field(max_length=100)] = Field(default_factory=list)
+    schedule_id: ShortText | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AssignmentCreate:
+        check_schedule_and_score(
+            self.due_at, self.expires_at, self.completion_criteria, self.pass_score, self.max_attempts
+        )
+        if self.task_key is None:
+            if self.assignee_email is None:
+                raise ValueError("assigneeEmail is required unless the assignment is a task (taskKey)")
+            if self.candidate_groups:
+                raise ValueError("candidateGroups applies only to tasks (taskKey)")
+        return self
+
+
+def check_schedule_and_score(
+    due_at: datetime | None,
+    expires_at: datetime | None,
+    criterion: CompletionCriteria | str,
+    pass_score: float | None,
+    max_attempts: int | None,
+) -> None:
+    """Rules shared by create and edit, so both validate the same way."""
+    del max_attempts  # any positive count is valid; kept for a uniform call site
+    if due_at is not None and expires_at is not None and expires_at < due_at:
+        raise ValueError("expiresAt must not be before dueAt")
+    if criterion == CompletionCriteria.FLOW_PASSED and pass_score is None:
+        raise ValueError("passScore is required when completionCriteria is flow_passed")
+
+
+class OutboxEvent(CamelModel):
+    """An event a write wants emitted; the change-feed processor publishes it exactly once per version."""
+
+    event_id: str
+    type: str
+    version: int
+    at: Timestamp
+
+
+class IdempotencyRecord(CamelModel):
+    """A response remembered for replay, scoped to (caller, route, Idempotency-Key) by `key`.
+
+    It is stored in the document the response shows, written in the same request as the change, so the
+    two can never disagree. `response` lacks `_etag`/`_ts`, which Cosmos assigns only on write; they are
+    filled in by the next write of the holder (see `rules.begin_write`), before they would be lost.
+    """
+
+    key: str
+    body_hash: str
+    created: bool
+    version: int
+    response: dict[str, Any]
+    etag: str | None = None
+    ts: float | None = None
+
+
+class AssignmentFields(CamelModel):
+    """Every public field except the Cosmos system properties."""
+
+    id: str
+    target_type: TargetType
+    target_id: str
+    assignee_email: str | None = None
+    assigned_by: str | None = None
+    originator_email: str
+    completion_criteria: CompletionCriteria
+    attempts: list[Attempt] = Field(default_factory=list)
+    status: Status = Status.PENDING
+    delegation_chain: list[str] = Field(default_factory=list)
+    target_version: str | None = None
+    target_title: str | None = None
+    originator_name: str | None = None
+    originator_message: str | None = None
+    due_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
+    max_attempts: int | None = None
+    cancelled_at: Timestamp | None = None
+    cancelled_by: str | None = None
+    cancellation_reason: str | None = None
+    allow_rejection: bool = False
+    rejected_at: Timestamp | None = None
+    rejected_by: str | None = None
+    rejection_reason: str | None = None
+    allow_delegation: bool = True
+    delegated_from: str | None = None
+    delegated_to: str | None = None
+    delegation_reason: str | None = None
+    reassigned_from: str | None = None
+    schedule_id: str | None = None
+    last_reminder_at: Timestamp | None = None
+    reminders_sent: int = 0
+    created_at: Timestamp
+    updated_at: Timestamp
+    created_by: str
+    updated_by: str
+    task_key: str | None = None
+    candidate_groups: list[str] = Field(default_factory=list)
+    assignee_user_key: str | None = None
+    pass_score: float | None = None
+
+    @property
+    def is_task(self) -> bool:
+        return bool(self.task_key)
+
+    @property
+    def is_unassigned(self) -> bool:
+        return self.assignee_email is None and self.assignee_user_key is None
+
+
+class Assignment(AssignmentFields):
+    """The public model: exactly what callers see."""
+
+    ts: float | None = Field(default=None, alias="_ts")
+    etag: str | None = Field(default=None, alias="_etag")
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+_PUBLIC_FIELDS = frozenset(Assignment.model_fields)
+
+
+class AssignmentDocument(AssignmentFields):
+    """The stored document. Cosmos adds `_rid`, `_self`, `_attachments`; they are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    pk: str
+    doc_type: str = DOC_TYPE_ASSIGNMENT
+    # Grows by one on every write, so projections can order versions and ignore stale redeliveries.
+    version: int = 1
+    outbox: list[OutboxEvent] = Field(default_factory=list)
+    idempotency: list[IdempotencyRecord] = Field(default_factory=list)
+    ts: float | None = Field(default=None, alias="_ts")
+    etag: str | None = Field(default=None, alias="_etag")
+
+    def to_public(self) -> Assignment:
+        return Assignment.model_validate(self.model_dump(include=set(_PUBLIC_FIELDS)))
+
+    def to_cosmos(self) -> dict[str, Any]:
+        """The JSON body to write; system properties are Cosmos's to set."""
+        return self.model_dump(mode="json", by_alias=True, exclude={"ts", "etag"})
+
+    def find_idempotency_record(self, key: str) -> IdempotencyRecord | None:
+        return next((record for record in self.idempotency if record.key == key), None)
+
+    def remember(self, record: IdempotencyRecord) -> None:
+        self.idempotency = [*self.idempotency, record][-IDEMPOTENCY_RECORDS_KEPT:]
+
+
+def partition_key_of(assignment_id: str) -> str:
+    """An assignment and its delegated successors (`{rootId}.{n}`) share the root's partition."""
+    return assignment_id.split(".", 1)[0]

@@ -1,0 +1,234 @@
+"""The assignment store: a port (`AssignmentStore`) and its Cosmos DB adapter.
+
+Every Cosmos SDK error is translated into a domain error in one place, `translate_cosmos_errors`.
+Queries are always parameterized. Every update is conditional on the ETag that was read; a lost race
+surfaces as `ConcurrencyConflict`, which use cases answer by re-reading and re-deciding.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
+from azure.core.pipeline import PipelineRequest
+from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
+from azure.cosmos.exceptions import (
+    CosmosBatchOperationError,
+    CosmosClientTimeoutError,
+    CosmosHttpResponseError,
+)
+
+from core.errors import ConcurrencyConflict, DuplicateId, ServiceUnavailable
+from core.models import AssignmentDocument, partition_key_of
+
+# Throttling is answered by telling the caller when to come back, not by holding the request open
+# through the SDK's own long retry loop.
+_MAX_THROTTLE_RETRIES = 2
+
+
+class RoundTripCounter:
+    """Counts HTTP requests the Cosmos client sends. Installed as the client's azure-core
+    `CustomHookPolicy` request hook, which runs once per transmission, retries included."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def __call__(self, request: PipelineRequest[Any]) -> None:
+        with self._lock:
+            self._count += 1
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return self._count
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    continuation_token: str | None
+
+
+class AssignmentStore(Protocol):
+    def create(self, document: AssignmentDocument) -> AssignmentDocument: ...
+
+    def read(self, assignment_id: str) -> AssignmentDocument | None: ...
+
+    def replace(self, document: AssignmentDocument, *, etag: str) -> AssignmentDocument: ...
+
+    def replace_and_create(
+        self, original: AssignmentDocument, *, etag: str, successor: AssignmentDocument
+    ) -> tuple[AssignmentDocument, AssignmentDocument]: ...
+
+    def query(
+        self,
+        sql: str,
+        parameters: Mapping[str, object],
+        *,
+        page_size: int,
+        continuation_token: str | None,
+        partition_key: str | None = None,
+    ) -> Page: ...
+
+    def ping(self) -> None: ...
+
+
+def _retry_after_seconds(error: CosmosHttpResponseError) -> int:
+    headers = error.headers or {}
+    try:
+        millis = float(headers.get("x-ms-retry-after-ms", "1000"))
+    except ValueError:
+        millis = 1000
+    return max(1, int(-(-millis // 1000)))
+
+
+@contextmanager
+def translate_cosmos_errors(*, on_conflict: Exception | None = None) -> Iterator[None]:
+    """The one place where SDK errors become domain errors. What is not translated is a bug or an
+    outage we cannot name, and reaches the boundary as a 500."""
+    try:
+        yield
+    except CosmosBatchOperationError as error:
+        status = error.status_code
+        failed = (error.operation_responses or [{}])[error.error_index or 0]
+        failed_status = int(failed.get("statusCode", status) or status)
+        if failed_status == 412:
+            raise ConcurrencyConflict("a batch operation's ETag condition failed") from error
+        if failed_status == 409 and on_conflict is not None:
+            raise on_conflict from error
+        if failed_status == 429:
+            raise ServiceUnavailable(retry_after=1) from error
+        raise
+    except CosmosHttpResponseError as error:
+        if error.status_code == 412:
+            raise ConcurrencyConflict("the document changed since it was read") from error
+        if error.status_code == 409 and on_conflict is not None:
+            raise on_conflict from error
+        if error.status_code == 429:
+            raise ServiceUnavailable(retry_after=_retry_after_seconds(error)) from error
+        if error.status_code in (408, 503):
+            raise ServiceUnavailable(retry_after=1) from error
+        raise
+    except (CosmosClientTimeoutError, ServiceRequestError, ServiceResponseError) as error:
+        raise ServiceUnavailable(retry_after=1) from error
+    except AzureError:
+        raise
+
+
+def make_cosmos_client(
+    endpoint: str, key: str | None, *, counter: RoundTripCounter | None = None, credential: Any = None
+) -> CosmosClient:
+    """A client for the settings' account. With a key (the emulator's, locally) it signs requests
+    with it; without one it uses the given credential, DefaultAzureCredential in production."""
+    options: dict[str, Any] = {
+        "retry_total": _MAX_THROTTLE_RETRIES,
+        "retry_backoff_max": 2,
+        "connection_timeout": 5,
+    }
+    if counter is not None:
+        options["raw_request_hook"] = counter
+    if endpoint.startswith("http://"):
+        # The local emulator speaks plain HTTP but advertises https endpoints; discovery would follow them.
+        options["enable_endpoint_discovery"] = False
+    if key:
+        return CosmosClient(endpoint, credential=key, **options)
+    if credential is None:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    return CosmosClient(endpoint, credential=credential, **options)
+
+
+@dataclass(frozen=True)
+class ContainerNames:
+    database: str
+    assignments: str
+    users: str
+    leases: str
+
+
+def ensure_containers(client: CosmosClient, names: ContainerNames) -> DatabaseProxy:
+    """Create the database and containers if missing. Idempotent; run once, at first use."""
+    with translate_cosmos_errors():
+        database = client.create_database_if_not_exists(names.database)
+        # default_ttl=-1 turns TTL on without expiring anything by default: per-document `ttl` applies.
+        database.create_container_if_not_exists(
+            names.assignments, partition_key=PartitionKey(path="/pk"), default_ttl=-1
+        )
+        database.create_container_if_not_exists(names.users, partition_key=PartitionKey(path="/pk"))
+        database.create_container_if_not_exists(names.leases, partition_key=PartitionKey(path="/id"))
+    return database
+
+
+class CosmosAssignmentStore:
+    def __init__(self, container: ContainerProxy) -> None:
+        self._container = container
+
+    def create(self, document: AssignmentDocument) -> AssignmentDocument:
+        with translate_cosmos_errors(on_conflict=DuplicateId(f"An assignment with id {document.id} exists")):
+            body = self._container.create_item(document.to_cosmos())
+        return AssignmentDocument.model_validate(body)
+
+    def read(self, assignment_id: str) -> AssignmentDocument | None:
+        with translate_cosmos_errors():
+            try:
+                body = self._container.read_item(assignment_id, partition_key=partition_key_of(assignment_id))
+            except CosmosHttpResponseError as error:
+                if error.status_code == 404:
+                    return None
+                raise
+        return AssignmentDocument.model_validate(body)
+
+    def replace(self, document: AssignmentDocument, *, etag: str) -> AssignmentDocument:
+        with translate_cosmos_errors():
+            body = self._container.replace_item(
+                document.id, document.to_cosmos(), etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        return AssignmentDocument.model_validate(body)
+
+    def replace_and_create(
+        self, original: AssignmentDocument, *, etag: str, successor: AssignmentDocument
+    ) -> tuple[AssignmentDocument, AssignmentDocument]:
+        """One transactional batch: both documents are written, or neither."""
+        operations: Sequence[Any] = [
+            ("replace", (original.id, original.to_cosmos()), {"if_match_etag": etag}),
+            ("create", (successor.to_cosmos(),)),
+        ]
+        conflict = DuplicateId(f"An assignment with id {successor.id} exists")
+        with translate_cosmos_errors(on_conflict=conflict):
+            results = self._container.execute_item_batch(operations, partition_key=original.pk)
+        return (
+            AssignmentDocument.model_validate(results[0]["resourceBody"]),
+            AssignmentDocument.model_validate(results[1]["resourceBody"]),
+        )
+
+    def query(
+        self,
+        sql: str,
+        parameters: Mapping[str, object],
+        *,
+        page_size: int,
+        continuation_token: str | None,
+        partition_key: str | None = None,
+    ) -> Page:
+        params: list[dict[str, object]] = [{"name": name, "value": value} for name, value in parameters.items()]
+        with translate_cosmos_errors():
+            kwargs: dict[str, Any] = {"parameters": params, "max_item_count": page_size}
+            if partition_key is not None:
+                kwargs["partition_key"] = partition_key
+            else:
+                kwargs["enable_cross_partition_query"] = True
+            pages = self._container.query_items(sql, **kwargs).by_page(continuation_token)
+            items = list(next(pages, []))
+            token = pages.continuation_token
+        return Page(items=items, continuation_token=token or None)
+
+    def ping(self) -> None:
+        with translate_cosmos_errors():
+            self._container.read()

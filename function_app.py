@@ -1,0 +1,12 @@
+"""The Functions entry point: one FunctionApp, one blueprint per trigger family, nothing else.
+
+Nothing here reads a setting or opens a client: an import error would silently drop every function.
+"""
+
+import azure.functions as func
+
+from triggers import assignments, health
+
+app = func.FunctionApp()
+app.register_functions(assignments.bp)
+app.register_functions(health.bp)

@@ -1,0 +1,112 @@
+"""What every HTTP trigger shares: reading a JSON body, authenticating, shaping responses, and the
+boundary that turns any error into the route's documented error body."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+
+from core.auth import Principal, require_access
+from core.bootstrap import Runtime, get_runtime
+from core.errors import InvalidRequest, PayloadTooLarge
+from core.services import Outcome
+from triggers.http_errors import problem_response, txn_error_response
+
+log = logging.getLogger("assignments.http")
+
+MAX_BODY_BYTES = 64 * 1024
+JSON_TYPES = ("application/json",)
+MERGE_PATCH_TYPES = ("application/merge-patch+json",)
+
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+
+def trace_id_of(req: func.HttpRequest) -> str:
+    """The W3C trace id when the caller (or the Functions host) sent one, else a fresh one."""
+    traceparent = req.headers.get("traceparent", "")
+    parts = traceparent.split("-")
+    if len(parts) == 4 and len(parts[1]) == 32:
+        return parts[1]
+    return uuid.uuid4().hex
+
+
+def json_body(
+    req: func.HttpRequest, *, content_types: tuple[str, ...] = JSON_TYPES, allow_empty: bool = False
+) -> Any:
+    """The parsed JSON object of the body; `None` for an empty body when `allow_empty`."""
+    raw = req.get_body() or b""
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"The request body exceeds {MAX_BODY_BYTES // 1024} KiB")
+    if allow_empty and not raw.strip():
+        return None
+    media_type = (req.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if media_type not in content_types:
+        raise InvalidRequest(f"Content-Type must be {' or '.join(content_types)}")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("The request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object")
+    return body
+
+
+def authenticate(req: func.HttpRequest, *, allow_reporter: bool = False) -> tuple[Principal, Runtime]:
+    runtime = get_runtime()
+    principal = runtime.authenticate(req.headers.get("authorization"))
+    require_access(principal, allow_reporter=allow_reporter)
+    return principal, runtime
+
+
+def assignment_response(outcome: Outcome, *, created_status: int = 201) -> func.HttpResponse:
+    headers = {"ETag": outcome.etag or ""}
+    status = 200
+    if outcome.created:
+        status = created_status
+        headers["Location"] = f"/assignments/{outcome.id}"
+    return func.HttpResponse(
+        json.dumps(outcome.assignment), status_code=status, mimetype="application/json", headers=headers
+    )
+
+
+def json_response(body: object, *, status: int = 200) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
+
+
+def problem_boundary(route: str) -> Callable[[Handler], Handler]:
+    """Any error raised by the handler becomes a problem+json response; unknown ones a 500 with an
+    error-log id and nothing internal."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+            try:
+                return handler(req)
+            except Exception as error:  # noqa: BLE001 - this is the boundary; the table decides
+                return problem_response(error, trace_id=trace_id_of(req), route=route)
+
+        return wrapper
+
+    return decorate
+
+
+def txn_boundary(route: str) -> Callable[[Handler], Handler]:
+    """The txn routes' boundary: the seed's `{errorKey, error}` body instead of problem+json."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+            try:
+                return handler(req)
+            except Exception as error:  # noqa: BLE001 - this is the boundary; the table decides
+                return txn_error_response(error, route=route)
+
+        return wrapper
+
+    return decorate
