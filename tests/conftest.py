@@ -22,7 +22,7 @@ class IsolatedSettings(Settings):
     """Settings from explicit values only: the process environment must not leak into tests."""
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, *_others):  # type: ignore[no-untyped-def, override]
+    def settings_customise_sources(cls, settings_cls, init_settings, **_others):  # type: ignore[no-untyped-def, override]
         return (init_settings,)
 
 
@@ -42,13 +42,12 @@ def azurite_service() -> Iterator[RunningService]:
 
 @pytest.fixture(scope="session")
 def signing_key() -> SigningKey:
-    return SigningKey.generate()
+    return SigningKey()
 
 
 @pytest.fixture(scope="session")
 def jwks_server(signing_key: SigningKey) -> Iterator[JwksServer]:
     server = JwksServer([signing_key])
-    server.start()
     yield server
     server.stop()
 
@@ -64,7 +63,7 @@ def make_settings(cosmos: RunningService, azurite: RunningService, jwks: JwksSer
         "COSMOS_KEY": cosmos.key,
         "COSMOS_DATABASE": f"test-{uuid.uuid4().hex[:8]}",
         "AUTH_TENANT_ID": TEST_TENANT,
-        "AUTH_AUDIENCE": f"{TEST_AUDIENCE},api://assignments-test",
+        "AUTH_AUDIENCE": f"{TEST_AUDIENCE},api://{TEST_AUDIENCE}",
         "AUTH_JWKS_URI": jwks.uri,
         "AzureWebJobsStorage": azurite.connection_string,
         "DIRECTORY": "cosmos",

@@ -84,11 +84,11 @@ class FunctionCaller:
         )
         response = self.functions[function_name].call(req=request)
         assert isinstance(response, func.HttpResponse)
-        return Response(
-            status=response.status_code,
-            headers={k.lower(): v for k, v in response.headers.items()},
-            body=response.get_body(),
-        )
+        response_headers = {k.lower(): v for k, v in response.headers.items()}
+        # The host derives Content-Type from the response's mimetype, as does the local host.
+        if response.mimetype and "content-type" not in response_headers:
+            response_headers["content-type"] = response.mimetype
+        return Response(status=response.status_code, headers=response_headers, body=response.get_body())
 
     def round_trips_of(self, action: Any) -> tuple[Any, int]:
         """Run `action()` and count the Cosmos HTTP round trips it made."""

@@ -1,0 +1,262 @@
+"""POST /assignments and GET /assignments/{id}, through the registered functions, against the emulator."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.support.app import FunctionCaller, Response
+
+PUBLIC_FIELDS = {
+    "id", "targetType", "targetId", "assigneeEmail", "assignedBy", "originatorEmail", "completionCriteria",
+    "attempts", "status", "delegationChain", "targetVersion", "targetTitle", "originatorName",
+    "originatorMessage", "dueAt", "expiresAt", "maxAttempts", "cancelledAt", "cancelledBy",
+    "cancellationReason", "allowRejection", "rejectedAt", "rejectedBy", "rejectionReason", "allowDelegation",
+    "delegatedFrom", "delegatedTo", "delegationReason", "reassignedFrom", "scheduleId", "lastReminderAt",
+    "remindersSent", "createdAt", "updatedAt", "createdBy", "updatedBy", "_ts", "_etag", "taskKey",
+    "candidateGroups", "assigneeUserKey", "passScore",
+}  # fmt: skip
+
+ORIGINATOR = "olivia@contoso.com"
+ASSIGNEE = "adam@contoso.com"
+
+
+def new_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "targetType": "chat",
+        "targetId": "chat-1",
+        "assigneeEmail": ASSIGNEE,
+        "completionCriteria": "chat_visited",
+    }
+    body.update(overrides)
+    return body
+
+
+def create(app: FunctionCaller, body: dict[str, Any], *, token: str | None = None, **kw: Any) -> Response:
+    return app.call(
+        "create_assignment",
+        method="POST",
+        url="/assignments",
+        token=token or app.tokens.user(ORIGINATOR),
+        json_body=body,
+        **kw,
+    )
+
+
+def get(app: FunctionCaller, assignment_id: str, token: str) -> Response:
+    return app.call(
+        "get_assignment", url=f"/assignments/{assignment_id}", token=token, route_params={"id": assignment_id}
+    )
+
+
+def assert_problem(response: Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status == status, response.body
+    assert response.content_type.startswith("application/problem+json")
+    problem = response.json()
+    assert problem["status"] == status
+    assert problem["code"] == code
+    assert {"type", "title", "detail", "traceId"} <= problem.keys()
+    return problem  # type: ignore[no-any-return]
+
+
+class TestCreate:
+    def test_creates_with_every_public_field_and_location(self, app: FunctionCaller) -> None:
+        response = create(app, new_body(targetTitle="Onboarding chat", dueAt="2030-01-02T03:04:05+01:00"))
+        assert response.status == 201
+        body = response.json()
+        assert set(body) == PUBLIC_FIELDS
+        assert response.headers["location"] == f"/assignments/{body['id']}"
+        assert response.headers["etag"] == body["_etag"]
+        assert len(body["id"]) == 32 and all(c in "0123456789abcdef" for c in body["id"])
+        assert body["status"] == "pending"
+        assert body["originatorEmail"] == ORIGINATOR
+        assert body["createdBy"] == body["updatedBy"] == ORIGINATOR
+        assert body["assignedBy"] == ORIGINATOR
+        assert body["assigneeUserKey"] is None
+        assert body["attempts"] == [] and body["delegationChain"] == [] and body["candidateGroups"] == []
+        assert body["dueAt"] == "2030-01-02T02:04:05.000Z"
+        assert body["createdAt"].endswith("Z") and len(body["createdAt"]) == 24
+        assert body["allowDelegation"] is True and body["allowRejection"] is False
+        assert body["maxAttempts"] is None and body["passScore"] is None
+        assert body["remindersSent"] == 0
+        for internal in ("pk", "version", "outbox", "idempotency", "docType"):
+            assert internal not in body
+
+    def test_costs_one_round_trip(self, app: FunctionCaller) -> None:
+        response, trips = app.round_trips_of(lambda: create(app, new_body()))
+        assert response.status == 201
+        assert trips == 1
+
+    def test_accepts_a_client_id_and_refuses_its_duplicate(self, app: FunctionCaller) -> None:
+        assignment_id = f"client-{uuid.uuid4().hex[:8]}"
+        assert create(app, new_body(id=assignment_id)).status == 201
+        assert_problem(create(app, new_body(id=assignment_id)), 409, "duplicateId")
+
+    @pytest.mark.parametrize("bad_id", ["", "has space", "dot.ted", "x" * 65, "slash/id", 12])
+    def test_refuses_a_malformed_id(self, app: FunctionCaller, bad_id: object) -> None:
+        problem = assert_problem(create(app, new_body(id=bad_id)), 422, "validationFailed")
+        assert problem["errors"][0]["field"] == "id"
+
+    def test_an_unassigned_task(self, app: FunctionCaller) -> None:
+        body = new_body(taskKey="review", candidateGroups=["g-reviewers"])
+        del body["assigneeEmail"]
+        created = create(app, body).json()
+        assert created["assigneeEmail"] is None and created["assignedBy"] is None
+        assert created["taskKey"] == "review" and created["candidateGroups"] == ["g-reviewers"]
+
+    @pytest.mark.parametrize(
+        ("overrides", "field"),
+        [
+            ({"status": "completed"}, "status"),
+            ({"_etag": "x"}, "_etag"),
+            ({"attempts": []}, "attempts"),
+            ({"unknownField": 1}, "unknownField"),
+            ({"targetType": "video"}, "targetType"),
+            ({"completionCriteria": "whenever"}, "completionCriteria"),
+            ({"dueAt": "2030-01-02T03:04:05"}, "dueAt"),
+            ({"dueAt": "tomorrow"}, "dueAt"),
+            ({"maxAttempts": 0}, "maxAttempts"),
+            ({"passScore": 101, "completionCriteria": "flow_passed"}, "passScore"),
+            ({"assigneeEmail": "not-an-email"}, "assigneeEmail"),
+            ({"targetId": ""}, "targetId"),
+            ({"originatorMessage": "x" * 2001}, "originatorMessage"),
+        ],
+    )
+    def test_refuses_invalid_fields(self, app: FunctionCaller, overrides: dict[str, Any], field: str) -> None:
+        problem = assert_problem(create(app, new_body(**overrides)), 422, "validationFailed")
+        assert field in [error["field"] for error in problem["errors"]]
+
+    @pytest.mark.parametrize(
+        "overrides",
+        [
+            {"completionCriteria": "flow_passed"},
+            {"assigneeEmail": None},
+            {"candidateGroups": ["g"]},
+            {"dueAt": "2030-02-01T00:00:00Z", "expiresAt": "2030-01-01T00:00:00Z"},
+            {"expiresAt": "2001-01-01T00:00:00Z"},
+        ],
+    )
+    def test_refuses_inconsistent_bodies(self, app: FunctionCaller, overrides: dict[str, Any]) -> None:
+        assert_problem(create(app, new_body(**overrides)), 422, "validationFailed")
+
+    @pytest.mark.parametrize(
+        ("body", "headers"),
+        [
+            (b"{not json", {"content-type": "application/json"}),
+            (b"[1, 2]", {"content-type": "application/json"}),
+            (b'{"a": 1}', {"content-type": "text/plain"}),
+            (b'{"a": 1}', {}),
+        ],
+    )
+    def test_refuses_a_body_that_is_not_a_json_object(
+        self, app: FunctionCaller, body: bytes, headers: dict[str, str]
+    ) -> None:
+        response = app.call(
+            "create_assignment",
+            method="POST",
+            url="/assignments",
+            token=app.tokens.user(ORIGINATOR),
+            body=body,
+            headers=headers,
+        )
+        assert_problem(response, 400, "invalidRequest")
+
+    def test_refuses_a_body_over_64_kib(self, app: FunctionCaller) -> None:
+        response = create(app, new_body(originatorName="x" * (65 * 1024)))
+        assert_problem(response, 413, "payloadTooLarge")
+
+    def test_an_app_must_name_the_originator(self, app: FunctionCaller) -> None:
+        assert_problem(create(app, new_body(), token=app.tokens.admin_app()), 422, "validationFailed")
+        created = create(app, new_body(originatorEmail=ORIGINATOR), token=app.tokens.admin_app("a1"))
+        assert created.status == 201
+        assert created.json()["createdBy"] == "app:a1"
+        assert created.json()["originatorEmail"] == ORIGINATOR
+
+    def test_a_user_cannot_create_for_another_originator(self, app: FunctionCaller) -> None:
+        assert_problem(create(app, new_body(originatorEmail="someone@contoso.com")), 403, "forbidden")
+
+
+class TestIdempotencyKey:
+    def test_same_key_same_body_replays_exactly(self, app: FunctionCaller) -> None:
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        first = create(app, new_body(), headers=key)
+        second = create(app, new_body(), headers=key)
+        assert first.status == second.status == 201
+        assert first.json() == second.json()
+        assert second.headers["location"] == first.headers["location"]
+
+    def test_same_key_other_body_is_refused(self, app: FunctionCaller) -> None:
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        assert create(app, new_body(), headers=key).status == 201
+        assert_problem(create(app, new_body(targetId="other"), headers=key), 422, "idempotencyKeyReused")
+
+    def test_keys_are_scoped_to_the_caller(self, app: FunctionCaller) -> None:
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        first = create(app, new_body(), headers=key)
+        other = create(app, new_body(), headers=key, token=app.tokens.user("bob@contoso.com"))
+        assert other.status == 201
+        assert other.json()["id"] != first.json()["id"]
+
+
+class TestRead:
+    def test_the_assignee_and_originator_read_with_one_round_trip(self, app: FunctionCaller) -> None:
+        created = create(app, new_body()).json()
+        for token in (app.tokens.user(ASSIGNEE), app.tokens.user(ORIGINATOR)):
+            response, trips = app.round_trips_of(lambda t=token: get(app, created["id"], t))
+            assert response.status == 200
+            assert trips == 1
+            assert response.json() == created
+            assert response.headers["etag"] == created["_etag"]
+
+    def test_assignee_match_ignores_case(self, app: FunctionCaller) -> None:
+        created = create(app, new_body(assigneeEmail="Mixed.Case@Contoso.com")).json()
+        assert created["assigneeEmail"] == "mixed.case@contoso.com"
+        assert get(app, created["id"], app.tokens.user("MIXED.case@contoso.com")).status == 200
+
+    def test_an_admin_reads_anything(self, app: FunctionCaller) -> None:
+        created = create(app, new_body()).json()
+        assert get(app, created["id"], app.tokens.admin_app()).status == 200
+
+    def test_a_stranger_and_a_missing_id_get_404(self, app: FunctionCaller) -> None:
+        created = create(app, new_body()).json()
+        assert_problem(get(app, created["id"], app.tokens.user("eve@contoso.com")), 404, "notFound")
+        assert_problem(get(app, "does-not-exist", app.tokens.user(ORIGINATOR)), 404, "notFound")
+        assert_problem(get(app, "bad id!", app.tokens.user(ORIGINATOR)), 404, "notFound")
+
+    def test_candidate_groups_see_an_unassigned_task_only(self, app: FunctionCaller) -> None:
+        body = new_body(taskKey="triage", candidateGroups=["g-1"])
+        del body["assigneeEmail"]
+        task = create(app, body).json()
+        member = app.tokens.user("mia@contoso.com", groups=["g-1"])
+        outsider = app.tokens.user("otto@contoso.com", groups=["g-2"])
+        assert get(app, task["id"], member).status == 200
+        assert get(app, task["id"], outsider).status == 404
+        assigned = create(app, new_body(taskKey="triage", candidateGroups=["g-1"])).json()
+        assert get(app, assigned["id"], member).status == 404
+
+
+class TestAuthOnRoutes:
+    def test_no_token_is_401_with_bearer_challenge(self, app: FunctionCaller) -> None:
+        response = app.call("get_assignment", url="/assignments/x", route_params={"id": "x"})
+        assert_problem(response, 401, "unauthenticated")
+        assert response.headers["www-authenticate"] == "Bearer"
+
+    def test_a_bad_token_is_401_with_invalid_token(self, app: FunctionCaller) -> None:
+        response = app.call("get_assignment", url="/assignments/x", route_params={"id": "x"}, token="abc.def.ghi")
+        assert_problem(response, 401, "unauthenticated")
+        assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+    def test_missing_scope_is_403(self, app: FunctionCaller) -> None:
+        token = app.tokens.user(ORIGINATOR, scopes="User.Read")
+        assert_problem(create(app, new_body(), token=token), 403, "forbidden")
+
+    def test_an_app_without_a_role_is_403(self, app: FunctionCaller) -> None:
+        token = app.tokens.factory.app_token(app_id="nobody", roles=())
+        assert_problem(create(app, new_body(originatorEmail=ORIGINATOR), token=token), 403, "forbidden")
+
+    @pytest.mark.parametrize("version", [1, 2])
+    def test_v1_and_v2_tokens_are_accepted(self, app: FunctionCaller, version: int) -> None:
+        token = app.tokens.user(ORIGINATOR, version=version)
+        assert create(app, new_body(), token=token).status == 201

@@ -1,0 +1,60 @@
+"""GET /health asks Cosmos and Storage for real."""
+
+from __future__ import annotations
+
+import socket
+
+from core.bootstrap import Runtime, set_runtime
+from core.settings import Settings
+from tests.support.app import FunctionCaller
+
+
+def _dead_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_healthy_when_both_services_answer(app: FunctionCaller) -> None:
+    response = app.call("health", url="/health")
+    assert response.status == 200
+    report = response.json()
+    assert report["status"] == "healthy"
+    assert report["dependencies"]["cosmos"]["status"] == "up"
+    assert report["dependencies"]["storage"]["status"] == "up"
+
+
+def test_needs_no_token(app: FunctionCaller) -> None:
+    assert app.call("health", url="/health").status == 200
+
+
+def test_503_when_azurite_is_dead(app: FunctionCaller, settings: Settings) -> None:
+    port = _dead_port()
+    dead_storage = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+        f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+    )
+    broken = Runtime(settings.model_copy(update={"azure_web_jobs_storage": dead_storage}))
+    set_runtime(broken)
+    try:
+        response = app.call("health", url="/health")
+    finally:
+        set_runtime(app.runtime)
+    assert response.status == 503
+    report = response.json()
+    assert report["status"] == "unhealthy"
+    assert report["dependencies"]["cosmos"]["status"] == "up"
+    assert report["dependencies"]["storage"]["status"] == "down"
+
+
+def test_503_when_cosmos_is_dead(app: FunctionCaller, settings: Settings) -> None:
+    broken = Runtime(settings.model_copy(update={"cosmos_endpoint": f"http://127.0.0.1:{_dead_port()}/"}))
+    set_runtime(broken)
+    try:
+        response = app.call("health", url="/health")
+    finally:
+        set_runtime(app.runtime)
+    assert response.status == 503
+    assert response.json()["dependencies"]["cosmos"]["status"] == "down"
+    assert response.json()["dependencies"]["storage"]["status"] == "up"

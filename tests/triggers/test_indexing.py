@@ -1,0 +1,65 @@
+"""function_app.py indexes as the Functions Python worker indexes it."""
+
+import importlib
+
+import azure.functions as func
+import pytest
+
+from localhost.indexing import IndexingError, index_app, index_module
+
+EXPECTED_HTTP_ROUTES = {
+    "create_assignment": ("assignments", ["POST"]),
+    "get_assignment": ("assignments/{id}", ["GET"]),
+    "health": ("health", ["GET"]),
+}
+
+
+def test_function_app_has_exactly_one_function_app() -> None:
+    module = importlib.import_module("function_app")
+    apps = [v for v in vars(module).values() if isinstance(v, func.FunctionApp)]
+    assert len(apps) == 1
+
+
+def test_every_function_passes_the_workers_checks() -> None:
+    functions = {f.name: f for f in index_app()}
+    for name, (route, methods) in EXPECTED_HTTP_ROUTES.items():
+        trigger = functions[name].trigger
+        assert trigger["type"] == "httpTrigger"
+        assert trigger["route"] == route
+        assert trigger["methods"] == methods
+        assert trigger["authLevel"] == "ANONYMOUS"
+        assert trigger["direction"] == "IN"
+
+
+def test_every_http_function_is_anonymous_because_the_code_validates_tokens() -> None:
+    for function in index_app():
+        if function.trigger["type"] == "httpTrigger":
+            assert function.trigger["authLevel"] == "ANONYMOUS", function.name
+
+
+def test_test_only_functions_stay_out_of_function_app() -> None:
+    names = {f.name for f in index_app()}
+    assert not any(name.startswith("test_") for name in names)
+
+
+def test_a_renamed_trigger_parameter_fails_indexing() -> None:
+    module = importlib.import_module("tests.fixtures.renamed_trigger_app")
+    with pytest.raises(IndexingError, match="do not match binding names"):
+        index_module(module)
+
+
+def test_out_on_an_input_binding_fails_indexing() -> None:
+    module = importlib.import_module("tests.fixtures.out_without_output_binding_app")
+    with pytest.raises(IndexingError, match=r"must not be func\.Out"):
+        index_module(module)
+
+
+def test_importing_function_app_reads_no_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    for name in ("COSMOS_ENDPOINT", "AUTH_TENANT_ID", "AUTH_AUDIENCE"):
+        monkeypatch.delenv(name, raising=False)
+    for module in [m for m in sys.modules if m == "function_app" or m.startswith(("triggers", "core"))]:
+        monkeypatch.delitem(sys.modules, module)
+    fresh = importlib.import_module("function_app")
+    assert index_module(fresh)
