@@ -15,7 +15,7 @@ from azure.storage.queue import QueueServiceClient
 
 from core.auth import JwksCache, Principal, TokenValidator, bearer_token
 from core.clock import Clock, utc_now
-from core.directory import Directory
+from core.directory import CosmosDirectory, Directory
 from core.health import Probe
 from core.services.common import Deps
 from core.settings import Settings, get_settings
@@ -96,8 +96,8 @@ class Runtime:
         return self._once("users", lambda: self._database().get_container_client(self.container_names.users))
 
     @property
-    def directory(self) -> Directory | None:
-        return self._built.get("directory")
+    def directory(self) -> Directory:
+        return self._once("directory", lambda: CosmosDirectory(self.users_container))
 
     @property
     def token_validator(self) -> TokenValidator:
