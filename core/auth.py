@@ -1,0 +1,410 @@
+"""Microsoft Entra ID bearer-token validation.
+
+The service validates every token itself (every HTTP function is `AuthLevel.ANONYMOUS`), so this module
+is the whole of authentication: it turns an `Authorization` header into a `Principal`, or refuses it with
+`Unauthenticated` (401). The route-level "may this caller use the API at all" checks from CONTRACTS.md
+("Who may do what") live here too; per-assignment rules belong to the use cases.
+
+Nothing here reads settings or knows about HTTP frameworks: the composition root builds one `JwksCache`
+and one `TokenValidator` per process from `core.settings` and hands them to the triggers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+import requests
+
+from core.errors import Forbidden, ServiceUnavailable, Unauthenticated
+
+__all__ = [
+    "ROLE_ADMIN",
+    "ROLE_REPORT",
+    "SCOPE_READ_WRITE",
+    "JwksCache",
+    "JwksUnavailable",
+    "Principal",
+    "TokenValidator",
+    "bearer_token",
+    "require_access",
+    "require_admin",
+]
+
+_log = logging.getLogger(__name__)
+
+SCOPE_READ_WRITE = "Assignments.ReadWrite"
+ROLE_ADMIN = "Assignments.Admin"
+ROLE_REPORT = "Assignments.Report"
+
+_ALGORITHM = "RS256"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller, as the validated token describes it.
+
+    `oid` is the caller's user key (CONTRACTS "Identity"); for an app-only token it is the object id of
+    the calling app's service principal. `upn` is `preferred_username` (v2) or `upn` (v1), lower-cased;
+    the `email` claim is never used, because users can set it to anything in some tenants.
+
+    `groups` holds the object ids from the `groups` claim. **Groups overage:** Entra omits the `groups`
+    claim for a user in more than 200 groups (it sends `_claim_names`/`hasgroups` instead), so such a
+    user has an empty `groups` here and cannot act through `candidateGroups` membership. We do not call
+    Graph to resolve the overage; assign such users directly.
+    """
+
+    oid: str
+    tid: str
+    upn: str | None = None
+    app_id: str | None = None
+    is_app_only: bool = False
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    roles: frozenset[str] = field(default_factory=frozenset)
+    groups: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def actor(self) -> str:
+        """The value written to actor fields (`createdBy`, `assignedBy`, ...).
+
+        `TokenValidator` guarantees a UPN for users and an app id for apps; the `oid` fallbacks only
+        matter for principals built by hand, and keep them from writing "None" into a document.
+        """
+        if self.is_app_only:
+            return f"app:{self.app_id or self.oid}"
+        return self.upn or self.oid
+
+    @property
+    def is_admin(self) -> bool:
+        # An admin role assigned to a user also shows up in `roles` of a delegated token; a scope of the
+        # same name covers tenants that model admin access as a delegated permission instead.
+        return ROLE_ADMIN in self.roles or ROLE_ADMIN in self.scopes
+
+    @property
+    def is_reporter(self) -> bool:
+        return ROLE_REPORT in self.roles
+
+
+class JwksUnavailable(ServiceUnavailable):
+    """The identity provider's signing keys could not be fetched.
+
+    This is an outage, not a bad token, so it answers 503 rather than 401: a client that retries later
+    with the same token should succeed.
+    """
+
+
+def _usable_keys(document: object) -> dict[str, jwt.PyJWK]:
+    """The RS256 signing keys of a JWKS document, by `kid`. Keys we cannot use are skipped, not fatal:
+    a provider may publish key types or uses this service never accepts."""
+    if not isinstance(document, Mapping):
+        return {}
+    entries = document.get("keys")
+    if not isinstance(entries, list):
+        return {}
+    keys: dict[str, jwt.PyJWK] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        kid = entry.get("kid")
+        if not isinstance(kid, str) or not kid or entry.get("kty") != "RSA":
+            continue
+        if entry.get("use", "sig") != "sig" or entry.get("alg", _ALGORITHM) != _ALGORITHM:
+            continue
+        try:
+            keys[kid] = jwt.PyJWK(entry, algorithm=_ALGORITHM)
+        except jwt.PyJWTError:
+            continue
+    return keys
+
+
+class JwksCache:
+    """The provider's signing keys, fetched lazily and refetched when a token names an unknown `kid`.
+
+    PyJWKClient is deliberately not used: its default 30-second cooldown refuses every token signed with
+    a freshly rotated key for up to 30 seconds. Here an unknown `kid` refetches at once, limited only to
+    one fetch per `min_refetch_interval`, so a flood of tokens with made-up `kid`s cannot turn into a
+    flood of requests to the provider.
+
+    Keys older than `max_age` are refetched too, so a key the provider withdraws (say, after a
+    compromise) stops being accepted. If that refresh fails, the last good keys stay in use: an outage
+    of the provider should not take this service down while its keys are still valid.
+
+    Thread-safe: lookups of known keys take no lock; fetches happen under one lock, so concurrent
+    lookups of the same unknown `kid` cause a single fetch.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        min_refetch_interval: float = 5.0,
+        timeout: float = 5.0,
+        max_age: float = 24 * 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._uri = uri
+        self._min_refetch_interval = min_refetch_interval
+        self._timeout = timeout
+        self._max_age = max_age
+        self._clock = clock
+        self._session = requests.Session()
+        self._lock = threading.Lock()
+        # Replaced wholesale, never mutated, so readers outside the lock always see a complete set.
+        self._keys: Mapping[str, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None
+        self._attempted_at: float | None = None
+        self._failure: str | None = None
+        self._fetch_count = 0
+
+    @property
+    def fetch_count(self) -> int:
+        """How many times the JWKS has been requested, successfully or not."""
+        return self._fetch_count
+
+    def get_signing_key(self, kid: str) -> jwt.PyJWK | None:
+        """The key with this `kid`, or None when the provider does not publish it.
+
+        Raises `JwksUnavailable` when the keys cannot be fetched and no usable copy is at hand.
+        """
+        key = self._keys.get(kid)
+        if key is not None and not self._is_stale():
+            return key
+        with self._lock:
+            # Another thread may have fetched while this one waited for the lock.
+            key = self._keys.get(kid)
+            if key is not None and not self._is_stale():
+                return key
+            if self._may_fetch():
+                self._fetch()
+            key = self._keys.get(kid)
+            if key is not None:
+                return key
+            if self._failure is not None:
+                # The kid may well be genuine; we cannot tell without the provider, so this is a 503.
+                raise JwksUnavailable(
+                    "The identity provider's signing keys are unavailable",
+                    retry_after=max(1, math.ceil(self._min_refetch_interval)),
+                )
+            return None
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _is_stale(self) -> bool:
+        return self._fetched_at is None or self._clock() - self._fetched_at >= self._max_age
+
+    def _may_fetch(self) -> bool:
+        return self._attempted_at is None or self._clock() - self._attempted_at >= self._min_refetch_interval
+
+    def _fetch(self) -> None:
+        """Fetch and install the keys. Call with the lock held."""
+        now = self._clock()
+        self._attempted_at = now
+        self._fetch_count += 1
+        try:
+            response = self._session.get(self._uri, timeout=self._timeout)
+            response.raise_for_status()
+            document: object = response.json()
+        except (requests.RequestException, ValueError) as error:
+            self._fail(f"{type(error).__name__}: {error}")
+            return
+        keys = _usable_keys(document)
+        if not keys:
+            # Installing an empty set would refuse every token as "unknown key"; keep the old keys instead.
+            self._fail("the document holds no usable RS256 signing keys")
+            return
+        self._keys = keys
+        self._fetched_at = now
+        self._failure = None
+
+    def _fail(self, reason: str) -> None:
+        self._failure = reason
+        _log.warning("Fetching the JWKS from %s failed: %s", self._uri, reason)
+
+
+def _refuse(reason: str) -> Unauthenticated:
+    return Unauthenticated(reason, token_sent=True)
+
+
+def _string_set(claims: Mapping[str, Any], name: str) -> frozenset[str]:
+    value = claims.get(name)
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _refuse("The token's claims are malformed")
+    return frozenset(value)
+
+
+def _optional_string(claims: Mapping[str, Any], *names: str) -> str | None:
+    for name in names:
+        value = claims.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise _refuse("The token's claims are malformed")
+        if value:
+            return value
+    return None
+
+
+_TENANT_PLACEHOLDER = re.compile(r"\{tenantid\}", re.IGNORECASE)
+
+_JWT_REFUSALS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "The token has expired"),
+    (jwt.ImmatureSignatureError, "The token is not yet valid"),
+    (jwt.InvalidAudienceError, "The token is not intended for this API"),
+    (jwt.InvalidSignatureError, "The token signature is invalid"),
+    (jwt.DecodeError, "The bearer token is malformed"),
+)
+
+
+class TokenValidator:
+    """Validates Entra ID access tokens (v1 and v2) the way the Microsoft identity platform documents.
+
+    Only RS256 is accepted. The issuer must match the token's own `tid`, and that tenant must be allowed,
+    so a token from another tenant (or one whose `iss` and `tid` disagree) is refused. When `issuers` is
+    given it replaces the computed v1/v2 issuers; `{tenantid}` in it stands for the token's `tid`.
+    """
+
+    def __init__(
+        self,
+        *,
+        tenant_ids: Sequence[str],
+        audiences: Sequence[str],
+        jwks: JwksCache,
+        issuers: Sequence[str] = (),
+        leeway_seconds: int = 60,
+    ) -> None:
+        # An empty list would make every token fail with a misleading 401; fail at startup instead.
+        if not tenant_ids:
+            raise ValueError("TokenValidator needs at least one tenant id")
+        if not audiences:
+            raise ValueError("TokenValidator needs at least one audience")
+        self._tenant_ids = frozenset(tenant.strip().lower() for tenant in tenant_ids)
+        self._audiences = tuple(audiences)
+        self._issuer_templates = tuple(issuers)
+        self._jwks = jwks
+        self._leeway = leeway_seconds
+
+    def validate(self, token: str) -> Principal:
+        """The principal the token describes; `Unauthenticated` if it is not acceptable, `JwksUnavailable`
+        if the signing keys cannot be fetched."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _refuse("The bearer token is malformed") from None
+        # Checked before any key lookup, so `alg: none` or HS256 tokens never cost a JWKS fetch.
+        if header.get("alg") != _ALGORITHM:
+            raise _refuse("The token is not signed with an accepted algorithm")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise _refuse("The token does not name its signing key")
+        key = self._jwks.get_signing_key(kid)
+        if key is None:
+            raise _refuse("The token is signed with an unknown key")
+
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[_ALGORITHM],
+                audience=self._audiences,
+                leeway=self._leeway,
+                options={"require": ["exp", "aud", "iss", "tid", "oid"], "enforce_minimum_key_length": True},
+            )
+        except jwt.MissingRequiredClaimError as error:
+            raise _refuse(f"The token lacks the '{error.claim}' claim") from None
+        except jwt.PyJWTError as error:
+            raise _refuse(self._reason(error)) from None
+
+        tid = claims["tid"]
+        if not isinstance(tid, str) or tid.lower() not in self._tenant_ids:
+            raise _refuse("The token was issued for a tenant that is not allowed")
+        iss = claims["iss"]
+        if not isinstance(iss, str) or iss not in self._issuers_for(tid):
+            raise _refuse("The token issuer is not trusted")
+        oid = claims["oid"]
+        if not isinstance(oid, str) or not oid:
+            raise _refuse("The token's claims are malformed")
+        return self._principal(claims, oid=oid, tid=tid)
+
+    @staticmethod
+    def _reason(error: jwt.PyJWTError) -> str:
+        for kind, reason in _JWT_REFUSALS:
+            if isinstance(error, kind):
+                return reason
+        return "The token is invalid"
+
+    def _issuers_for(self, tid: str) -> frozenset[str]:
+        if self._issuer_templates:
+            return frozenset(_TENANT_PLACEHOLDER.sub(lambda _: tid, template) for template in self._issuer_templates)
+        return frozenset((f"https://login.microsoftonline.com/{tid}/v2.0", f"https://sts.windows.net/{tid}/"))
+
+    @staticmethod
+    def _principal(claims: Mapping[str, Any], *, oid: str, tid: str) -> Principal:
+        scp = claims.get("scp")
+        if scp is not None and not isinstance(scp, str):
+            raise _refuse("The token's claims are malformed")
+        # `idtyp` is authoritative when the app registration asks Entra to emit it; otherwise an access
+        # token without `scp` was obtained with the client-credentials flow, i.e. it is app-only.
+        idtyp = claims.get("idtyp")
+        is_app_only = (idtyp == "app") if idtyp in ("app", "user") else (scp is None)
+        upn = _optional_string(claims, "preferred_username", "upn")
+        app_id = _optional_string(claims, "azp", "appid")
+        if is_app_only and app_id is None:
+            raise _refuse("The token does not identify the calling application")
+        if not is_app_only and upn is None:
+            # Actor fields and the originator check need a UPN; `email` is not a substitute.
+            raise _refuse("The token does not identify the user")
+        return Principal(
+            oid=oid,
+            tid=tid,
+            upn=None if is_app_only or upn is None else upn.lower(),
+            app_id=app_id,
+            is_app_only=is_app_only,
+            scopes=frozenset() if is_app_only or scp is None else frozenset(scp.split()),
+            roles=_string_set(claims, "roles"),
+            groups=_string_set(claims, "groups"),
+        )
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header.
+
+    A missing or blank header raises `Unauthenticated(token_sent=False)`, so the 401 carries no
+    `error="invalid_token"` (RFC 6750 3.1); any other unusable header raises it with `token_sent=True`.
+    """
+    if authorization is None or not authorization.strip():
+        raise Unauthenticated("A bearer token is required", token_sent=False)
+    parts = authorization.split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        raise _refuse("The Authorization header must be 'Bearer <token>'")
+    return parts[1]
+
+
+def require_access(principal: Principal, *, allow_reporter: bool = False) -> None:
+    """May this caller use the API at all (CONTRACTS "Who may do what")?
+
+    Users need the `Assignments.ReadWrite` scope; apps need a role, since app-only tokens carry no
+    scopes. Admins pass either way. Whether the caller may touch a given assignment is decided later.
+    """
+    if principal.is_admin:
+        return
+    if principal.is_app_only:
+        if allow_reporter and principal.is_reporter:
+            return
+    elif SCOPE_READ_WRITE in principal.scopes:
+        return
+    raise Forbidden("The token lacks the required scope or role")
+
+
+def require_admin(principal: Principal) -> None:
+    if not principal.is_admin:
+        raise Forbidden("The operation requires the Assignments.Admin role")

@@ -1,0 +1,627 @@
+"""Token validation against a real JWKS endpoint on 127.0.0.1 and real RS256 tokens: nothing is mocked."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from core.auth import (
+    ROLE_ADMIN,
+    ROLE_REPORT,
+    SCOPE_READ_WRITE,
+    JwksCache,
+    JwksUnavailable,
+    Principal,
+    TokenValidator,
+    bearer_token,
+    require_access,
+    require_admin,
+)
+from core.errors import Forbidden, ServiceUnavailable, Unauthenticated
+from tests.support.tokens import (
+    JwksServer,
+    SigningKey,
+    TokenFactory,
+    b64url,
+    sign_token,
+    v1_issuer,
+    v2_issuer,
+)
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+OTHER_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
+AUDIENCE = "6e74172b-be56-4843-9ff4-e66a39bb12e3"
+V1_AUDIENCE = f"api://{AUDIENCE}"
+WINDOW = 5.0
+
+
+class FakeClock:
+    """Drives the cache's rate limit deterministically; token times still use the real clock."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(scope="module")
+def key() -> SigningKey:
+    return SigningKey()
+
+
+@pytest.fixture(scope="module")
+def other_key() -> SigningKey:
+    return SigningKey()
+
+
+@pytest.fixture
+def server(key: SigningKey) -> Iterator[JwksServer]:
+    with JwksServer([key]) as server:
+        yield server
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def cache(server: JwksServer, clock: FakeClock) -> Iterator[JwksCache]:
+    cache = JwksCache(server.uri, min_refetch_interval=WINDOW, timeout=2.0, clock=clock)
+    yield cache
+    cache.close()
+
+
+@pytest.fixture
+def validator(cache: JwksCache) -> TokenValidator:
+    return TokenValidator(tenant_ids=[TENANT], audiences=[AUDIENCE, V1_AUDIENCE], jwks=cache)
+
+
+@pytest.fixture
+def factory(key: SigningKey) -> TokenFactory:
+    return TokenFactory(TENANT, AUDIENCE, key)
+
+
+def refused(validator: TokenValidator, token: str) -> Unauthenticated:
+    with pytest.raises(Unauthenticated) as caught:
+        validator.validate(token)
+    assert caught.value.token_sent is True
+    # The reason is for humans: short, and free of library internals.
+    assert len(caught.value.detail) < 80
+    assert "jwt" not in caught.value.detail.lower()
+    return caught.value
+
+
+# --- accepted tokens -------------------------------------------------------------------------------------
+
+
+def test_v2_user_token(validator: TokenValidator, factory: TokenFactory) -> None:
+    token = factory.user_token(
+        oid="user-oid-1",
+        upn="Alice.Smith@Contoso.COM",
+        scopes="Assignments.ReadWrite User.Read",
+        roles=["Assignments.Report"],
+        groups=["g1", "g2"],
+        email="someone-else@example.com",
+    )
+    principal = validator.validate(token)
+    assert principal == Principal(
+        oid="user-oid-1",
+        tid=TENANT,
+        upn="alice.smith@contoso.com",
+        app_id=factory.client_app_id,
+        is_app_only=False,
+        scopes=frozenset({"Assignments.ReadWrite", "User.Read"}),
+        roles=frozenset({"Assignments.Report"}),
+        groups=frozenset({"g1", "g2"}),
+    )
+    assert principal.actor == "alice.smith@contoso.com"
+    assert not principal.is_admin
+
+
+def test_v1_user_token(validator: TokenValidator, factory: TokenFactory) -> None:
+    token = factory.user_token(oid="user-oid-2", upn="Bob@Contoso.com", version=1)
+    principal = validator.validate(token)
+    assert principal.upn == "bob@contoso.com"
+    assert principal.app_id == factory.client_app_id
+    assert principal.scopes == frozenset({SCOPE_READ_WRITE})
+    assert principal.groups == frozenset()
+    assert not principal.is_app_only
+
+
+def test_v2_app_only_token(validator: TokenValidator, factory: TokenFactory) -> None:
+    principal = validator.validate(factory.app_token(app_id="app-123", oid="sp-oid"))
+    assert principal.is_app_only
+    assert principal.oid == "sp-oid"
+    assert principal.app_id == "app-123"
+    assert principal.upn is None
+    assert principal.scopes == frozenset()
+    assert principal.roles == frozenset({ROLE_ADMIN})
+    assert principal.actor == "app:app-123"
+    assert principal.is_admin
+
+
+def test_v1_app_only_token_without_idtyp(validator: TokenValidator, factory: TokenFactory) -> None:
+    # Without the optional `idtyp` claim, the absence of `scp` is what marks a token app-only.
+    principal = validator.validate(factory.app_token(app_id="app-v1", roles=[ROLE_REPORT], version=1, idtyp=None))
+    assert principal.is_app_only
+    assert principal.actor == "app:app-v1"
+    assert principal.is_reporter
+    assert not principal.is_admin
+
+
+def test_the_email_claim_never_stands_in_for_the_upn(validator: TokenValidator, factory: TokenFactory) -> None:
+    token = factory.user_token(preferred_username=None, email="alice@contoso.com")
+    assert refused(validator, token).detail == "The token does not identify the user"
+
+
+def test_tenant_ids_compare_case_insensitively(cache: JwksCache, factory: TokenFactory) -> None:
+    validator = TokenValidator(tenant_ids=[TENANT.upper()], audiences=[AUDIENCE], jwks=cache)
+    assert validator.validate(factory.user_token()).tid == TENANT
+
+
+def test_several_tenants_may_be_allowed(cache: JwksCache, key: SigningKey) -> None:
+    validator = TokenValidator(tenant_ids=[TENANT, OTHER_TENANT], audiences=[AUDIENCE], jwks=cache)
+    for tenant in (TENANT, OTHER_TENANT):
+        assert validator.validate(TokenFactory(tenant, AUDIENCE, key).user_token()).tid == tenant
+
+
+# --- refused tokens --------------------------------------------------------------------------------------
+
+
+def _tamper(token: str) -> str:
+    header, _, signature = token.split(".")
+    forged = b64url(b'{"oid":"someone-else","tid":"' + TENANT.encode() + b'"}')
+    return f"{header}.{forged}.{signature}"
+
+
+def _edited(f: TokenFactory, **changes: Any) -> str:
+    """A user token with claims the factory's named parameters cannot express (None removes a claim)."""
+    claims = f.user_claims()
+    for name, value in changes.items():
+        if value is None:
+            del claims[name]
+        else:
+            claims[name] = value
+    return sign_token(claims, f.key)
+
+
+def _other_tenant(f: TokenFactory) -> str:
+    return TokenFactory(OTHER_TENANT, AUDIENCE, f.key).user_token()
+
+
+BAD_TOKENS: dict[str, tuple[Callable[[TokenFactory, SigningKey], str], str]] = {
+    "expired": (lambda f, k: f.user_token(exp=int(time.time()) - 120), "The token has expired"),
+    "not yet valid": (lambda f, k: f.user_token(nbf=int(time.time()) + 300), "The token is not yet valid"),
+    "issued in the future": (lambda f, k: f.user_token(iat=int(time.time()) + 300), "The token is not yet valid"),
+    "wrong audience": (lambda f, k: f.user_token(aud="api://someone-else"), "The token is not intended for this API"),
+    "v1 audience on no list": (lambda f, k: f.user_token(aud=f"api://{OTHER_TENANT}"), "not intended for this API"),
+    "wrong issuer": (lambda f, k: f.user_token(iss="https://evil.example/v2.0"), "The token issuer is not trusted"),
+    "another tenant": (lambda f, k: _other_tenant(f), "The token was issued for a tenant that is not allowed"),
+    "iss of another tenant": (lambda f, k: f.user_token(iss=v2_issuer(OTHER_TENANT)), "issuer is not trusted"),
+    "tid of another tenant": (lambda f, k: f.user_token(tid=OTHER_TENANT), "tenant that is not allowed"),
+    "alg none": (lambda f, k: f.alg_none_token(), "not signed with an accepted algorithm"),
+    "HS256 with the public key": (lambda f, k: f.hs256_public_key_token(), "not signed with an accepted algorithm"),
+    "RS512 claimed": (lambda f, k: f.user_token(header={"alg": "RS512"}), "not signed with an accepted algorithm"),
+    "missing alg": (lambda f, k: f.user_token(header={"alg": None}), "not signed with an accepted algorithm"),
+    "unknown kid": (lambda f, k: f.user_token(key=k), "The token is signed with an unknown key"),
+    "missing kid": (lambda f, k: f.user_token(header={"kid": None}), "The token does not name its signing key"),
+    "numeric kid": (lambda f, k: f.user_token(header={"kid": 7}), "The bearer token is malformed"),
+    "empty kid": (lambda f, k: f.user_token(header={"kid": ""}), "The token does not name its signing key"),
+    "signed by another key": (lambda f, k: f.user_token(key=k, header={"kid": f.key.kid}), "signature is invalid"),
+    "tampered payload": (lambda f, k: _tamper(f.user_token()), "The token signature is invalid"),
+    "malformed header": (lambda f, k: "%%%." + f.user_token().split(".", 1)[1], "The bearer token is malformed"),
+    "header not an object": (lambda f, k: b64url(b"[1]") + ".e30.sig", "The bearer token is malformed"),
+    "missing oid": (lambda f, k: _edited(f, oid=None), "The token lacks the 'oid' claim"),
+    "missing tid": (lambda f, k: f.user_token(tid=None), "The token lacks the 'tid' claim"),
+    "missing exp": (lambda f, k: f.user_token(exp=None), "The token lacks the 'exp' claim"),
+    "missing iss": (lambda f, k: f.user_token(iss=None), "The token lacks the 'iss' claim"),
+    "iss not a string": (lambda f, k: _edited(f, iss=[v2_issuer(TENANT)]), "The token issuer is not trusted"),
+    "tid not a string": (lambda f, k: _edited(f, tid=[TENANT]), "tenant that is not allowed"),
+    "scp not a string": (lambda f, k: _edited(f, scp=["Assignments.ReadWrite"]), "The token's claims are malformed"),
+    "exp not a number": (lambda f, k: _edited(f, exp="tomorrow"), "The bearer token is malformed"),
+    "numeric oid": (lambda f, k: _edited(f, oid=42), "The token's claims are malformed"),
+    "roles not a list": (lambda f, k: _edited(f, roles="Assignments.Admin"), "claims are malformed"),
+    "app-only without app id": (lambda f, k: f.app_token(azp=None), "does not identify the calling application"),
+    "garbage": (lambda f, k: "not-a-token", "The bearer token is malformed"),
+    "empty": (lambda f, k: "", "The bearer token is malformed"),
+    "non-ascii": (lambda f, k: "ünïcode.ünïcode.ünïcode", "The bearer token is malformed"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TOKENS))
+def test_refused(case: str, validator: TokenValidator, factory: TokenFactory, other_key: SigningKey) -> None:
+    make, reason = BAD_TOKENS[case]
+    assert reason in refused(validator, make(factory, other_key)).detail
+
+
+def test_forged_algorithms_never_cost_a_jwks_fetch(
+    validator: TokenValidator, factory: TokenFactory, server: JwksServer
+) -> None:
+    refused(validator, factory.alg_none_token())
+    refused(validator, factory.hs256_public_key_token())
+    assert server.fetch_count == 0
+
+
+def test_v1_issuer_for_a_v2_audience_is_accepted(validator: TokenValidator, factory: TokenFactory) -> None:
+    # Which issuer a tenant uses depends on the API's accessTokenAcceptedVersion, not on the audience form.
+    assert validator.validate(factory.user_token(iss=v1_issuer(TENANT))).tid == TENANT
+
+
+# --- configured issuers ----------------------------------------------------------------------------------
+
+
+def test_configured_issuers_replace_the_computed_ones(cache: JwksCache, factory: TokenFactory) -> None:
+    validator = TokenValidator(
+        tenant_ids=[TENANT],
+        audiences=[AUDIENCE, V1_AUDIENCE],
+        jwks=cache,
+        issuers=["https://login.microsoftonline.com/{tenantid}/v2.0"],
+    )
+    assert validator.validate(factory.user_token()).tid == TENANT
+    assert refused(validator, factory.user_token(version=1)).detail == "The token issuer is not trusted"
+
+
+def test_configured_issuer_without_placeholder(cache: JwksCache, factory: TokenFactory) -> None:
+    validator = TokenValidator(
+        tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=cache, issuers=["https://issuer.example/custom"]
+    )
+    assert validator.validate(factory.user_token(iss="https://issuer.example/custom")).oid
+    refused(validator, factory.user_token())
+
+
+def test_configured_issuer_placeholder_uses_the_tokens_tid(cache: JwksCache, key: SigningKey) -> None:
+    validator = TokenValidator(
+        tenant_ids=[TENANT, OTHER_TENANT], audiences=[AUDIENCE], jwks=cache, issuers=["https://idp.example/{TenantId}/"]
+    )
+    other = TokenFactory(OTHER_TENANT, AUDIENCE, key)
+    assert validator.validate(other.user_token(iss=f"https://idp.example/{OTHER_TENANT}/")).tid == OTHER_TENANT
+    refused(validator, other.user_token(iss=f"https://idp.example/{TENANT}/"))
+
+
+def test_validator_refuses_empty_configuration(cache: JwksCache) -> None:
+    with pytest.raises(ValueError, match="tenant"):
+        TokenValidator(tenant_ids=[], audiences=[AUDIENCE], jwks=cache)
+    with pytest.raises(ValueError, match="audience"):
+        TokenValidator(tenant_ids=[TENANT], audiences=[], jwks=cache)
+
+
+# --- clock leeway ----------------------------------------------------------------------------------------
+
+
+def test_token_expired_within_the_default_leeway_is_accepted(validator: TokenValidator, factory: TokenFactory) -> None:
+    assert validator.validate(factory.user_token(exp=int(time.time()) - 30)).oid
+
+
+def test_token_expired_beyond_the_leeway_is_refused(validator: TokenValidator, factory: TokenFactory) -> None:
+    refused(validator, factory.user_token(exp=int(time.time()) - 90))
+
+
+def test_nbf_slightly_in_the_future_is_accepted(validator: TokenValidator, factory: TokenFactory) -> None:
+    assert validator.validate(factory.user_token(nbf=int(time.time()) + 30)).oid
+
+
+def test_zero_leeway(cache: JwksCache, factory: TokenFactory) -> None:
+    strict = TokenValidator(tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=cache, leeway_seconds=0)
+    refused(strict, factory.user_token(exp=int(time.time()) - 30))
+
+
+# --- the key cache ---------------------------------------------------------------------------------------
+
+
+def test_one_fetch_for_many_validations(
+    validator: TokenValidator, factory: TokenFactory, server: JwksServer, cache: JwksCache
+) -> None:
+    assert server.fetch_count == 0  # nothing is fetched before the first token arrives
+    token = factory.user_token()
+    for _ in range(100):
+        validator.validate(token)
+    assert server.fetch_count == 1
+    assert cache.fetch_count == 1
+
+
+def test_rotated_key_is_accepted_once_the_window_has_passed(
+    validator: TokenValidator, factory: TokenFactory, server: JwksServer, clock: FakeClock
+) -> None:
+    validator.validate(factory.user_token())
+    new_key = SigningKey()
+    server.publish(new_key)
+    rotated = factory.user_token(key=new_key)
+
+    # Within the window of the first fetch, an unknown kid is refused without asking again.
+    refused(validator, rotated)
+    assert server.fetch_count == 1
+
+    clock.advance(WINDOW)
+    assert validator.validate(rotated).oid
+    assert server.fetch_count == 2
+    # The old key is still published, so both are accepted from the cache.
+    validator.validate(factory.user_token())
+    validator.validate(rotated)
+    assert server.fetch_count == 2
+
+
+def test_rotation_with_a_real_clock(server: JwksServer, factory: TokenFactory) -> None:
+    cache = JwksCache(server.uri, min_refetch_interval=0.05)
+    validator = TokenValidator(tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=cache)
+    validator.validate(factory.user_token())
+    new_key = SigningKey()
+    server.set_keys([factory.key, new_key])
+    time.sleep(0.06)
+    assert validator.validate(factory.user_token(key=new_key)).oid
+    assert cache.fetch_count == 2
+    cache.close()
+
+
+def test_unknown_kids_cause_at_most_one_fetch_per_window(
+    validator: TokenValidator, factory: TokenFactory, server: JwksServer, clock: FakeClock, other_key: SigningKey
+) -> None:
+    start = clock.now
+    validator.validate(factory.user_token())
+    assert server.fetch_count == 1
+    for attempt in range(10):  # still inside the window of the first fetch
+        refused(validator, factory.user_token(key=other_key, header={"kid": f"made-up-0-{attempt}"}))
+        clock.advance(WINDOW / 20)
+    assert server.fetch_count == 1
+    for window in range(1, 4):
+        clock.now = start + window * WINDOW
+        for attempt in range(10):
+            refused(validator, factory.user_token(key=other_key, header={"kid": f"made-up-{window}-{attempt}"}))
+            clock.advance(WINDOW / 20)
+        assert server.fetch_count == 1 + window
+
+
+def test_concurrent_lookups_of_a_new_kid_cause_one_fetch(
+    validator: TokenValidator, factory: TokenFactory, server: JwksServer, clock: FakeClock
+) -> None:
+    validator.validate(factory.user_token())
+    new_key = SigningKey()
+    server.publish(new_key)
+    clock.advance(WINDOW)
+    server.delay = 0.2  # keep the fetch in flight while the other threads arrive
+    token = factory.user_token(key=new_key)
+    barrier = threading.Barrier(20)
+    results: list[Principal | BaseException] = []
+    lock = threading.Lock()
+
+    def validate() -> None:
+        barrier.wait()
+        try:
+            outcome: Principal | BaseException = validator.validate(token)
+        except BaseException as error:  # collected and asserted on below
+            outcome = error
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=validate) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert len(results) == 20
+    assert all(isinstance(result, Principal) for result in results), results
+    assert server.fetch_count == 2
+
+
+def test_concurrent_cold_start_causes_one_fetch(server: JwksServer, factory: TokenFactory) -> None:
+    cache = JwksCache(server.uri)
+    validator = TokenValidator(tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=cache)
+    server.delay = 0.1
+    token = factory.user_token()
+    barrier = threading.Barrier(20)
+    failures: list[BaseException] = []
+
+    def validate() -> None:
+        barrier.wait()
+        try:
+            validator.validate(token)
+        except BaseException as error:  # collected and asserted on below
+            failures.append(error)
+
+    threads = [threading.Thread(target=validate) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert failures == []
+    assert server.fetch_count == 1
+    cache.close()
+
+
+def test_unusable_keys_are_ignored(server: JwksServer, validator: TokenValidator, factory: TokenFactory) -> None:
+    ec_key = {"kty": "EC", "crv": "P-256", "kid": "ec", "x": "AAAA", "y": "AAAA"}
+    garbage_rsa = {"kty": "RSA", "kid": "garbage", "n": "!!!", "e": "AQAB"}
+    encryption_key = {**SigningKey().public_jwk(), "use": "enc", "kid": "enc"}
+    hmac_key = {"kty": "oct", "kid": "hmac", "k": b64url(b"secret")}
+    no_kid = {k: v for k, v in SigningKey().public_jwk().items() if k != "kid"}
+    rs512 = {**SigningKey().public_jwk(), "alg": "RS512", "kid": "rs512"}
+    keys = [ec_key, garbage_rsa, encryption_key, hmac_key, no_kid, rs512, "not a key", 7, factory.key.public_jwk()]
+    server.respond_with(200, json.dumps({"keys": keys}).encode())
+    assert validator.validate(factory.user_token()).oid
+    # An HS256 token naming the `oct` key's kid is still refused: only RS256 keys are ever loaded.
+    refused(validator, sign_token(factory.user_claims(), factory.key, {"kid": "hmac"}))
+
+
+# --- identity provider outages ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(500, b"oops"), (404, b""), (200, b"<html>not json</html>"), (200, b'{"keys": []}'), (200, b"[]")],
+)
+def test_fetch_failure_is_a_503(
+    status: int, body: bytes, server: JwksServer, validator: TokenValidator, factory: TokenFactory
+) -> None:
+    server.respond_with(status, body)
+    with pytest.raises(JwksUnavailable) as caught:
+        validator.validate(factory.user_token())
+    assert isinstance(caught.value, ServiceUnavailable)
+    assert caught.value.retry_after >= 1
+    assert "127.0.0.1" not in caught.value.detail
+
+
+def test_unreachable_provider_is_a_503(factory: TokenFactory) -> None:
+    with JwksServer() as gone:
+        uri = gone.uri
+    cache = JwksCache(uri, timeout=1.0)
+    validator = TokenValidator(tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=cache)
+    with pytest.raises(JwksUnavailable):
+        validator.validate(factory.user_token())
+    cache.close()
+
+
+def test_outage_is_rate_limited_and_recovers(
+    server: JwksServer, validator: TokenValidator, factory: TokenFactory, clock: FakeClock
+) -> None:
+    server.respond_with(503)
+    token = factory.user_token()
+    for _ in range(5):
+        with pytest.raises(JwksUnavailable):
+            validator.validate(token)
+    assert server.fetch_count == 1
+    server.respond_normally()
+    clock.advance(WINDOW)
+    assert validator.validate(token).oid
+    assert server.fetch_count == 2
+
+
+def test_known_keys_survive_an_outage(
+    server: JwksServer, validator: TokenValidator, factory: TokenFactory, clock: FakeClock, other_key: SigningKey
+) -> None:
+    validator.validate(factory.user_token())
+    server.respond_with(500)
+    clock.advance(WINDOW)
+    assert validator.validate(factory.user_token()).oid  # no fetch needed
+    # A new kid during the outage cannot be judged: 503, not 401.
+    with pytest.raises(JwksUnavailable):
+        validator.validate(factory.user_token(key=other_key))
+
+
+def test_stale_keys_are_refreshed_and_withdrawn_keys_refused(
+    server: JwksServer, factory: TokenFactory, clock: FakeClock
+) -> None:
+    cache = JwksCache(server.uri, min_refetch_interval=WINDOW, max_age=3600, clock=clock)
+    validator = TokenValidator(tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=cache)
+    validator.validate(factory.user_token())
+    replacement = SigningKey()
+    server.set_keys([replacement])
+    clock.advance(1800)
+    assert validator.validate(factory.user_token()).oid  # still fresh: no fetch
+    assert server.fetch_count == 1
+    clock.advance(1800)
+    assert refused(validator, factory.user_token()).detail == "The token is signed with an unknown key"
+    assert validator.validate(factory.user_token(key=replacement)).oid
+    assert server.fetch_count == 2
+    cache.close()
+
+
+def test_stale_keys_stay_in_use_when_the_refresh_fails(
+    server: JwksServer, factory: TokenFactory, clock: FakeClock
+) -> None:
+    cache = JwksCache(server.uri, max_age=3600, clock=clock)
+    validator = TokenValidator(tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=cache)
+    validator.validate(factory.user_token())
+    server.respond_with(500)
+    clock.advance(7200)
+    assert validator.validate(factory.user_token()).oid
+    assert server.fetch_count == 2
+    cache.close()
+
+
+# --- the Authorization header ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ["Bearer abc.def.ghi", "bearer abc.def.ghi", "BEARER   abc.def.ghi  "])
+def test_bearer_token(header: str) -> None:
+    assert bearer_token(header) == "abc.def.ghi"
+
+
+@pytest.mark.parametrize("header", [None, "", "   "])
+def test_missing_authorization_header(header: str | None) -> None:
+    with pytest.raises(Unauthenticated) as caught:
+        bearer_token(header)
+    assert caught.value.token_sent is False
+
+
+@pytest.mark.parametrize(
+    "header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer ", "Bearer a b", "abc.def.ghi", "Bearerabc"]
+)
+def test_unusable_authorization_header(header: str) -> None:
+    with pytest.raises(Unauthenticated) as caught:
+        bearer_token(header)
+    assert caught.value.token_sent is True
+
+
+# --- who may use the API ---------------------------------------------------------------------------------
+
+
+def _user(**fields: Any) -> Principal:
+    return Principal(oid="u", tid=TENANT, upn="u@contoso.com", app_id="client", **fields)
+
+
+def _app(**fields: Any) -> Principal:
+    return Principal(oid="sp", tid=TENANT, app_id="app", is_app_only=True, **fields)
+
+
+ACCESS_MATRIX: list[tuple[str, Principal, bool, bool]] = [
+    # name, principal, allowed by default, allowed with allow_reporter
+    ("user with ReadWrite", _user(scopes=frozenset({SCOPE_READ_WRITE})), True, True),
+    ("user without scope", _user(scopes=frozenset({"User.Read"})), False, False),
+    ("user with admin role", _user(roles=frozenset({ROLE_ADMIN})), True, True),
+    ("user with admin scope", _user(scopes=frozenset({ROLE_ADMIN})), True, True),
+    ("user with only the report role", _user(roles=frozenset({ROLE_REPORT})), False, False),
+    ("app with admin role", _app(roles=frozenset({ROLE_ADMIN})), True, True),
+    ("app with report role", _app(roles=frozenset({ROLE_REPORT})), False, True),
+    ("app without roles", _app(), False, False),
+    ("app with another role", _app(roles=frozenset({"Something.Else"})), False, False),
+    ("app with the ReadWrite name as a role", _app(roles=frozenset({SCOPE_READ_WRITE})), False, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "principal", "default", "reporter"), ACCESS_MATRIX, ids=[row[0] for row in ACCESS_MATRIX]
+)
+def test_require_access(name: str, principal: Principal, default: bool, reporter: bool) -> None:
+    for allow_reporter, allowed in ((False, default), (True, reporter)):
+        if allowed:
+            require_access(principal, allow_reporter=allow_reporter)
+        else:
+            with pytest.raises(Forbidden) as caught:
+                require_access(principal, allow_reporter=allow_reporter)
+            assert caught.value.detail == "The token lacks the required scope or role"
+
+
+@pytest.mark.parametrize(
+    ("principal", "allowed"),
+    [
+        (_user(scopes=frozenset({SCOPE_READ_WRITE})), False),
+        (_user(roles=frozenset({ROLE_ADMIN})), True),
+        (_app(roles=frozenset({ROLE_ADMIN})), True),
+        (_app(roles=frozenset({ROLE_REPORT})), False),
+    ],
+)
+def test_require_admin(principal: Principal, allowed: bool) -> None:
+    if allowed:
+        require_admin(principal)
+    else:
+        with pytest.raises(Forbidden):
+            require_admin(principal)
+
+
+def test_end_to_end_from_header(validator: TokenValidator, factory: TokenFactory) -> None:
+    principal = validator.validate(bearer_token(f"Bearer {factory.user_token(scopes='User.Read')}"))
+    with pytest.raises(Forbidden):
+        require_access(principal)
+    app = validator.validate(bearer_token(f"Bearer {factory.app_token(roles=[ROLE_REPORT])}"))
+    require_access(app, allow_reporter=True)
+    with pytest.raises(Forbidden):
+        require_access(app)
