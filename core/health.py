@@ -43,9 +43,7 @@ def check_health(probes: Mapping[str, Probe]) -> HealthReport:
         try:
             probe()
         except Exception as error:  # noqa: BLE001 - any failure means "down"; the kind is what we report
-            results.append(
-                DependencyHealth(name, False, (time.perf_counter() - started) * 1000, type(error).__name__)
-            )
+            results.append(DependencyHealth(name, False, (time.perf_counter() - started) * 1000, type(error).__name__))
         else:
             results.append(DependencyHealth(name, True, (time.perf_counter() - started) * 1000, None))
     return HealthReport(results)

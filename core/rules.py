@@ -57,8 +57,11 @@ TRANSITIONS: dict[tuple[Status, Operation], Status] = {
     (Status.IN_PROGRESS, Operation.REMIND): Status.IN_PROGRESS,
     # Unassigning a started task hands it back: the next assignee starts from `pending`.
     (Status.IN_PROGRESS, Operation.UNASSIGN): Status.PENDING,
-    **{(status, operation): target for status in (Status.PENDING, Status.IN_PROGRESS)
-       for operation, target in _ACTIVE_OPERATIONS.items()},
+    **{
+        (status, operation): target
+        for status in (Status.PENDING, Status.IN_PROGRESS)
+        for operation, target in _ACTIVE_OPERATIONS.items()
+    },
 }
 
 ACTIVE_STATUSES = frozenset({Status.PENDING, Status.IN_PROGRESS})
@@ -110,9 +113,7 @@ def is_assigner(principal: Principal, assignment: AssignmentFields) -> bool:
 def is_candidate(principal: Principal, assignment: AssignmentFields) -> bool:
     """Members of a candidate group may see, and claim, a task only while nobody holds it."""
     return (
-        assignment.is_task
-        and assignment.is_unassigned
-        and not principal.groups.isdisjoint(assignment.candidate_groups)
+        assignment.is_task and assignment.is_unassigned and not principal.groups.isdisjoint(assignment.candidate_groups)
     )
 
 

@@ -55,4 +55,4 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first call."""
-    return Settings()  # type: ignore[call-arg]  # required values come from the environment
+    return Settings()  # required values come from the environment; a missing one raises, naming it

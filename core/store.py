@@ -97,7 +97,7 @@ def translate_cosmos_errors(*, on_conflict: Exception | None = None) -> Iterator
     except CosmosBatchOperationError as error:
         status = error.status_code
         failed = (error.operation_responses or [{}])[error.error_index or 0]
-        failed_status = int(failed.get("statusCode", status) or status)
+        failed_status = int(failed.get("statusCode") or status or 0)
         if failed_status == 412:
             raise ConcurrencyConflict("a batch operation's ETag condition failed") from error
         if failed_status == 409 and on_conflict is not None:
@@ -224,7 +224,7 @@ class CosmosAssignmentStore:
                 kwargs["partition_key"] = partition_key
             else:
                 kwargs["enable_cross_partition_query"] = True
-            pages = self._container.query_items(sql, **kwargs).by_page(continuation_token)
+            pages: Any = self._container.query_items(sql, **kwargs).by_page(continuation_token)
             items = list(next(pages, []))
             token = pages.continuation_token
         return Page(items=items, continuation_token=token or None)

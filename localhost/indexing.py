@@ -17,7 +17,6 @@ from typing import Any
 
 import azure.functions as func
 from azure.functions import meta
-from azure.functions.decorators.core import BindingDirection
 from azure.functions.decorators.function_app import Function, FunctionRegister
 
 
@@ -59,13 +58,12 @@ def _check_function(fn: Function) -> None:
     parameters = {p for p in signature.parameters if not (p == "context" and hints.get(p) is func.Context)}
     bound = {b for b in bindings if b != "$return"}
     if parameters != bound:
-        raise IndexingError(
-            f"{name}: parameter names {sorted(parameters)} do not match binding names {sorted(bound)}"
-        )
+        raise IndexingError(f"{name}: parameter names {sorted(parameters)} do not match binding names {sorted(bound)}")
     registry = meta.get_binding_registry()
+    directions = {raw["name"]: raw["direction"] for raw in map(json.loads, fn.get_raw_bindings())}
     for binding_name, binding in bindings.items():
         checker = registry.get(binding.type) if registry is not None else None
-        is_output = binding.direction == BindingDirection.OUT
+        is_output = directions[binding_name] == "OUT"
         if binding_name == "$return":
             annotation = hints.get("return")
             if checker is not None and annotation is not None and not checker.check_output_type_annotation(annotation):
@@ -92,7 +90,7 @@ def index_module(module: ModuleType) -> list[IndexedFunction]:
     for fn in functions:
         _check_function(fn)
         raw = [json.loads(binding) for binding in fn.get_raw_bindings()]
-        indexed.append(IndexedFunction(name=fn.get_function_name(), function=fn, raw_bindings=raw))
+        indexed.append(IndexedFunction(name=fn.get_function_name() or "", function=fn, raw_bindings=raw))
     names = [f.name for f in indexed]
     if len(set(names)) != len(names):
         raise IndexingError(f"duplicate function names: {names}")

@@ -22,7 +22,7 @@ class IsolatedSettings(Settings):
     """Settings from explicit values only: the process environment must not leak into tests."""
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, **_others):  # type: ignore[no-untyped-def, override]
+    def settings_customise_sources(cls, settings_cls, init_settings, **_others):  # type: ignore[override]
         return (init_settings,)
 
 

@@ -69,8 +69,7 @@ ERROR_TABLE: dict[type[BaseException], ErrorMapping] = {
         409,
         "Already assigned",
         "txnAlreadyAssigned",
-        "The task is currently assigned to a user. To reassign it, unassign it first, then assign it to the new"
-        " user.",
+        "The task is currently assigned to a user. To reassign it, unassign it first, then assign it to the new user.",
     ),
     e.NotATask: ErrorMapping(
         409, "Not a task", "txnNotTask", "The transaction specified by the submitKey is not a task"

@@ -29,16 +29,14 @@ Handler = Callable[[func.HttpRequest], func.HttpResponse]
 
 def trace_id_of(req: func.HttpRequest) -> str:
     """The W3C trace id when the caller (or the Functions host) sent one, else a fresh one."""
-    traceparent = req.headers.get("traceparent", "")
+    traceparent = str(req.headers.get("traceparent", ""))
     parts = traceparent.split("-")
     if len(parts) == 4 and len(parts[1]) == 32:
         return parts[1]
     return uuid.uuid4().hex
 
 
-def json_body(
-    req: func.HttpRequest, *, content_types: tuple[str, ...] = JSON_TYPES, allow_empty: bool = False
-) -> Any:
+def json_body(req: func.HttpRequest, *, content_types: tuple[str, ...] = JSON_TYPES, allow_empty: bool = False) -> Any:
     """The parsed JSON object of the body; `None` for an empty body when `allow_empty`."""
     raw = req.get_body() or b""
     if len(raw) > MAX_BODY_BYTES:

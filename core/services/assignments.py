@@ -36,9 +36,7 @@ def _originator(command: AssignmentCreate, principal: Principal) -> str:
     return principal.upn
 
 
-def create_assignment(
-    body: object, principal: Principal, deps: Deps, *, idempotency_key: str | None = None
-) -> Outcome:
+def create_assignment(body: object, principal: Principal, deps: Deps, *, idempotency_key: str | None = None) -> Outcome:
     idempotency = idempotent_request(principal.actor, ROUTE_CREATE, idempotency_key, body)
     explicit_id = body.get("id") if isinstance(body, dict) else None
     try:

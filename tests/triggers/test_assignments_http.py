@@ -69,17 +69,23 @@ class TestCreate:
         assert set(body) == PUBLIC_FIELDS
         assert response.headers["location"] == f"/assignments/{body['id']}"
         assert response.headers["etag"] == body["_etag"]
-        assert len(body["id"]) == 32 and all(c in "0123456789abcdef" for c in body["id"])
+        assert len(body["id"]) == 32
+        assert all(c in "0123456789abcdef" for c in body["id"])
         assert body["status"] == "pending"
         assert body["originatorEmail"] == ORIGINATOR
         assert body["createdBy"] == body["updatedBy"] == ORIGINATOR
         assert body["assignedBy"] == ORIGINATOR
         assert body["assigneeUserKey"] is None
-        assert body["attempts"] == [] and body["delegationChain"] == [] and body["candidateGroups"] == []
+        assert body["attempts"] == []
+        assert body["delegationChain"] == []
+        assert body["candidateGroups"] == []
         assert body["dueAt"] == "2030-01-02T02:04:05.000Z"
-        assert body["createdAt"].endswith("Z") and len(body["createdAt"]) == 24
-        assert body["allowDelegation"] is True and body["allowRejection"] is False
-        assert body["maxAttempts"] is None and body["passScore"] is None
+        assert body["createdAt"].endswith("Z")
+        assert len(body["createdAt"]) == 24
+        assert body["allowDelegation"] is True
+        assert body["allowRejection"] is False
+        assert body["maxAttempts"] is None
+        assert body["passScore"] is None
         assert body["remindersSent"] == 0
         for internal in ("pk", "version", "outbox", "idempotency", "docType"):
             assert internal not in body
@@ -103,8 +109,10 @@ class TestCreate:
         body = new_body(taskKey="review", candidateGroups=["g-reviewers"])
         del body["assigneeEmail"]
         created = create(app, body).json()
-        assert created["assigneeEmail"] is None and created["assignedBy"] is None
-        assert created["taskKey"] == "review" and created["candidateGroups"] == ["g-reviewers"]
+        assert created["assigneeEmail"] is None
+        assert created["assignedBy"] is None
+        assert created["taskKey"] == "review"
+        assert created["candidateGroups"] == ["g-reviewers"]
 
     @pytest.mark.parametrize(
         ("overrides", "field"),

@@ -1,0 +1,127 @@
+"""Every token case, answered with its exact status by a registered function (GET /assignments/{id})."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from core.bootstrap import Runtime, set_runtime
+from core.settings import Settings
+from tests.support.app import FunctionCaller
+from tests.support.tokens import JwksServer, SigningKey, TokenFactory, v1_issuer, v2_issuer
+from tests.triggers.test_assignments_http import ORIGINATOR, create, new_body
+
+OTHER_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
+UNPUBLISHED_KEY = SigningKey()
+NOW = int(time.time())
+
+BAD_TOKENS: dict[str, Callable[[TokenFactory], str]] = {
+    "expired": lambda f: f.user_token(upn=ORIGINATOR, exp=NOW - 3600, iat=NOW - 7200, nbf=NOW - 7200),
+    "not yet valid": lambda f: f.user_token(upn=ORIGINATOR, nbf=NOW + 3600, iat=NOW + 3600),
+    "wrong audience": lambda f: f.user_token(upn=ORIGINATOR, aud="api://someone-else"),
+    "wrong issuer": lambda f: f.user_token(upn=ORIGINATOR, iss="https://evil.example.com/v2.0"),
+    "another tenant": lambda f: f.user_token(upn=ORIGINATOR, tid=OTHER_TENANT, iss=v2_issuer(OTHER_TENANT)),
+    "tid/iss mismatch": lambda f: f.user_token(upn=ORIGINATOR, iss=v2_issuer(OTHER_TENANT)),
+    "v1 tid/iss mismatch": lambda f: f.user_token(upn=ORIGINATOR, version=1, iss=v1_issuer(OTHER_TENANT)),
+    "alg none": lambda f: f.alg_none_token(upn=ORIGINATOR),
+    "HS256 signed with the public key": lambda f: f.hs256_public_key_token(upn=ORIGINATOR),
+    "unknown kid": lambda f: f.user_token(upn=ORIGINATOR, key=UNPUBLISHED_KEY),
+    "tampered payload": lambda f: _tamper(f.user_token(upn=ORIGINATOR)),
+    "malformed header": lambda f: "not-base64!." + f.user_token(upn=ORIGINATOR).split(".", 1)[1],
+    "garbage": lambda f: "garbage",
+}
+
+
+def _tamper(token: str) -> str:
+    header, payload, signature = token.split(".")
+    flipped = payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1]
+    return ".".join((header, flipped, signature))
+
+
+def _get(app: FunctionCaller, token: str, assignment_id: str = "any") -> int:
+    return app.call(
+        "get_assignment", url=f"/assignments/{assignment_id}", token=token, route_params={"id": assignment_id}
+    ).status
+
+
+@pytest.mark.parametrize("case", list(BAD_TOKENS))
+def test_bad_tokens_get_401(app: FunctionCaller, case: str) -> None:
+    response = app.call(
+        "get_assignment",
+        url="/assignments/x",
+        token=BAD_TOKENS[case](app.tokens.factory),
+        route_params={"id": "x"},
+    )
+    assert response.status == 401, (case, response.body)
+    assert response.json()["code"] == "unauthenticated"
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+@pytest.mark.parametrize(
+    "make_token",
+    [
+        lambda f: f.user_token(upn=ORIGINATOR, scopes="User.Read"),
+        lambda f: f.user_token(upn=ORIGINATOR, scopes=None),
+        lambda f: f.app_token(app_id="no-role", roles=()),
+        lambda f: f.app_token(app_id="reader", roles=("Assignments.Read",)),
+    ],
+    ids=["user without scope", "user without scp", "app without role", "app with another role"],
+)
+def test_missing_scope_or_role_gets_403(app: FunctionCaller, make_token: Callable[[TokenFactory], str]) -> None:
+    response = app.call(
+        "get_assignment", url="/assignments/x", token=make_token(app.tokens.factory), route_params={"id": "x"}
+    )
+    assert response.status == 403
+    assert response.json()["code"] == "forbidden"
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_valid_tokens_get_200(app: FunctionCaller, version: int) -> None:
+    created = create(app, new_body(), token=app.tokens.user(ORIGINATOR, version=version))
+    assert created.status == 201
+    assert _get(app, app.tokens.user(ORIGINATOR, version=version), created.json()["id"]) == 200
+
+
+def test_one_jwks_fetch_across_100_requests(app: FunctionCaller, settings: Settings, jwks_server: JwksServer) -> None:
+    fresh = Runtime(settings)
+    set_runtime(fresh)
+    try:
+        token = app.tokens.user(ORIGINATOR)
+        before = jwks_server.fetch_count
+        statuses = {_get(app, token, "missing-id") for _ in range(100)}
+        assert statuses == {404}
+        assert jwks_server.fetch_count - before == 1
+    finally:
+        set_runtime(app.runtime)
+
+
+def test_unknown_kids_fetch_at_most_once_per_window(
+    app: FunctionCaller, settings: Settings, jwks_server: JwksServer
+) -> None:
+    fresh = Runtime(settings, jwks_min_refetch_interval=60)
+    set_runtime(fresh)
+    try:
+        assert _get(app, app.tokens.user(ORIGINATOR), "missing-id") == 404
+        before = jwks_server.fetch_count
+        for _ in range(20):
+            assert _get(app, app.tokens.user(ORIGINATOR, key=SigningKey())) == 401
+        assert jwks_server.fetch_count - before <= 1
+    finally:
+        set_runtime(app.runtime)
+
+
+def test_a_rotated_key_is_accepted_without_restart(
+    app: FunctionCaller, settings: Settings, jwks_server: JwksServer
+) -> None:
+    fresh = Runtime(settings, jwks_min_refetch_interval=0.2)
+    set_runtime(fresh)
+    try:
+        assert _get(app, app.tokens.user(ORIGINATOR), "missing-id") == 404
+        new_key = SigningKey()
+        time.sleep(0.3)
+        jwks_server.publish(new_key)
+        assert _get(app, app.tokens.user(ORIGINATOR, key=new_key), "missing-id") == 404
+    finally:
+        set_runtime(app.runtime)
