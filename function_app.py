@@ -5,8 +5,10 @@ Nothing here reads a setting or opens a client: an import error would silently d
 
 import azure.functions as func
 
-from triggers import assignments, health
+from triggers import assignments, fallback, health
 
 app = func.FunctionApp()
 app.register_functions(assignments.bp)
 app.register_functions(health.bp)
+# Last: the catch-all answers only what no other route took (404, or 405 for a known path).
+app.register_functions(fallback.bp)

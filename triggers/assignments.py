@@ -3,13 +3,13 @@
 import azure.functions as func
 
 from core import services
-from triggers.http_support import assignment_response, authenticate, json_body, problem_boundary
+from triggers.http_support import assignment_response, authenticate, json_body, problem_boundary, route
 
 bp = func.Blueprint()
 
 
 @bp.function_name("create_assignment")
-@bp.route(route="assignments", methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "assignments", func.HttpMethod.POST)
 @problem_boundary("POST /assignments")
 def create_assignment(req: func.HttpRequest) -> func.HttpResponse:
     principal, runtime = authenticate(req)
@@ -21,7 +21,7 @@ def create_assignment(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.function_name("get_assignment")
-@bp.route(route="assignments/{id}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "assignments/{id}", func.HttpMethod.GET)
 @problem_boundary("GET /assignments/{id}")
 def get_assignment(req: func.HttpRequest) -> func.HttpResponse:
     principal, runtime = authenticate(req)

@@ -6,13 +6,13 @@ import azure.functions as func
 
 from core.bootstrap import get_runtime
 from core.health import check_health
-from triggers.http_support import problem_boundary
+from triggers.http_support import problem_boundary, route
 
 bp = func.Blueprint()
 
 
 @bp.function_name("health")
-@bp.route(route="health", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "health", func.HttpMethod.GET)
 @problem_boundary("GET /health")
 def health(req: func.HttpRequest) -> func.HttpResponse:
     report = check_health(get_runtime().health_probes())

@@ -22,6 +22,16 @@ log = logging.getLogger("assignments.http")
 PROBLEM_JSON = "application/problem+json"
 
 
+class MethodNotAllowed(e.DomainError):
+    """HTTP-only: the path exists but not with this method. Raised by the catch-all route."""
+
+    code = "methodNotAllowed"
+
+    def __init__(self, detail: str, *, allowed: set[str]) -> None:
+        super().__init__(detail)
+        self.allowed = allowed
+
+
 @dataclass(frozen=True)
 class ErrorMapping:
     status: int
@@ -46,6 +56,7 @@ ERROR_TABLE: dict[type[BaseException], ErrorMapping] = {
     e.NotVisible: ErrorMapping(
         404, "Not found", "accessDenied", "The user does not have access to transaction specified by the submitKey"
     ),
+    MethodNotAllowed: ErrorMapping(405, "Method not allowed"),
     e.PreconditionFailed: ErrorMapping(412, "Precondition failed"),
     e.PreconditionRequired: ErrorMapping(428, "Precondition required"),
     e.InvalidTransition: ErrorMapping(
@@ -103,6 +114,8 @@ def _headers_for(error: BaseException) -> dict[str, str]:
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if error.token_sent else "Bearer"
     if isinstance(error, e.ServiceUnavailable):
         headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, MethodNotAllowed):
+        headers["Allow"] = ", ".join(sorted(error.allowed))
     return headers
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
@@ -25,6 +27,38 @@ JSON_TYPES = ("application/json",)
 MERGE_PATCH_TYPES = ("application/merge-patch+json",)
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+
+@dataclass(frozen=True)
+class RouteTemplate:
+    template: str
+    methods: tuple[str, ...]
+    pattern: re.Pattern[str]
+
+
+# Every route the app serves, so the fallback function can tell "wrong method" (405) from "no such path".
+ROUTES: list[RouteTemplate] = []
+
+
+def _compile(template: str) -> re.Pattern[str]:
+    pattern = ""
+    for segment in template.strip("/").split("/"):
+        if segment.startswith("{*"):
+            pattern += "(?:/.*)?"
+            continue
+        pattern += "/" + "[^/]+".join(re.escape(piece) for piece in re.split(r"\{[^}]+\}", segment))
+    return re.compile(f"^{pattern}/?$")
+
+
+def route(bp: func.Blueprint, template: str, *methods: func.HttpMethod) -> Callable[[Handler], Handler]:
+    """Register an anonymous HTTP function (the code validates tokens) and remember its route."""
+    ROUTES.append(RouteTemplate(template, tuple(m.value for m in methods), _compile(template)))
+    return bp.route(route=template, methods=list(methods), auth_level=func.AuthLevel.ANONYMOUS)  # type: ignore[no-any-return]
+
+
+def allowed_methods(path: str) -> set[str]:
+    """The methods our routes accept for `path`; empty when no route matches it at all."""
+    return {m for r in ROUTES if not r.template.startswith("{*") and r.pattern.match(path) for m in r.methods}
 
 
 def trace_id_of(req: func.HttpRequest) -> str:

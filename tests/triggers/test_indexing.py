@@ -63,3 +63,9 @@ def test_importing_function_app_reads_no_setting(monkeypatch: pytest.MonkeyPatch
         monkeypatch.delitem(sys.modules, module)
     fresh = importlib.import_module("function_app")
     assert index_module(fresh)
+
+
+def test_the_catch_all_is_registered_last() -> None:
+    functions = index_app()
+    assert functions[-1].name == "not_found_or_method_not_allowed"
+    assert functions[-1].trigger["route"] == "{*path}"
