@@ -53,7 +53,7 @@ def _compile(template: str) -> re.Pattern[str]:
 def route(bp: func.Blueprint, template: str, *methods: func.HttpMethod) -> Callable[[Handler], Handler]:
     """Register an anonymous HTTP function (the code validates tokens) and remember its route."""
     ROUTES.append(RouteTemplate(template, tuple(m.value for m in methods), _compile(template)))
-    return bp.route(route=template, methods=list(methods), auth_level=func.AuthLevel.ANONYMOUS)  # type: ignore[no-any-return]
+    return bp.route(route=template, methods=list(methods), auth_level=func.AuthLevel.ANONYMOUS)
 
 
 def allowed_methods(path: str) -> set[str]:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from tests.support.app import FunctionCaller
+from tests.support.app import FunctionCaller, Response
 
 
-def _fallback(app: FunctionCaller, method: str, path: str):  # type: ignore[no-untyped-def]
-    return app.call(
-        "not_found_or_method_not_allowed", method=method, url=path, route_params={"path": path.lstrip("/")}
-    )
+def _fallback(app: FunctionCaller, method: str, path: str) -> Response:
+    return app.call("not_found_or_method_not_allowed", method=method, url=path, route_params={"path": path.lstrip("/")})
 
 
 def test_an_unknown_path_is_404(app: FunctionCaller) -> None:
