@@ -1,0 +1,396 @@
+"""The patched local Cosmos DB server, driven through the real azure-cosmos SDK.
+
+Each test pins one behaviour our code relies on and the unpatched @vercel/cosmosdb-server got wrong
+(see shared FACTS.md): 404s, atomic batches, partition-scoped queries, incremental change feed, TTL, keep-alive.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import pytest
+from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
+from azure.cosmos.exceptions import (
+    CosmosBatchOperationError,
+    CosmosHttpResponseError,
+    CosmosResourceNotFoundError,
+)
+
+from tests.support import services
+from tests.support.services import RunningService, make_cosmos_client, start_cosmos
+
+Item = dict[str, Any]
+
+
+def ids(items: list[Item]) -> list[str]:
+    return [str(item["id"]) for item in items]
+
+
+def read_changes(container: ContainerProxy, **kwargs: Any) -> tuple[list[Item], str]:
+    """Drain the change feed; return the changes and the continuation to resume from later.
+
+    The continuation is taken from the client's last response headers: after the final (304) request the SDK
+    stores its updated base64 continuation there, also when no page was returned (where the pager's
+    `continuation_token` stays None).
+    """
+    changes: list[Item] = []
+    for page in container.query_items_change_feed(**kwargs).by_page():
+        changes.extend(page)
+    continuation = container.client_connection.last_response_headers["etag"]
+    return changes, str(continuation)
+
+
+# ---------------------------------------------------------------- point operations
+
+
+def test_reading_a_missing_item_raises_not_found(container: ContainerProxy) -> None:
+    with pytest.raises(CosmosResourceNotFoundError) as error:
+        container.read_item("missing", partition_key="p")
+    assert error.value.status_code == 404
+
+
+WRITES_TO_A_MISSING_ITEM: dict[str, Callable[[ContainerProxy], object]] = {
+    "replace": lambda c: c.replace_item("missing", {"id": "missing", "pk": "p"}),
+    "delete": lambda c: c.delete_item("missing", partition_key="p"),
+    "patch": lambda c: c.patch_item("missing", "p", [{"op": "set", "path": "/a", "value": 1}]),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(WRITES_TO_A_MISSING_ITEM))
+def test_writing_a_missing_item_raises_not_found(container: ContainerProxy, operation: str) -> None:
+    write = WRITES_TO_A_MISSING_ITEM[operation]
+    with pytest.raises(CosmosResourceNotFoundError):
+        write(container)
+
+
+def test_an_item_is_found_only_in_its_own_partition(container: ContainerProxy) -> None:
+    container.create_item({"id": "a", "pk": "p1"})
+    assert container.read_item("a", partition_key="p1")["pk"] == "p1"
+    with pytest.raises(CosmosResourceNotFoundError):
+        container.read_item("a", partition_key="p2")
+
+
+def test_every_write_changes_the_etag_and_sets_ts_in_seconds(container: ContainerProxy) -> None:
+    created = container.create_item({"id": "a", "pk": "p", "n": 1})
+    replaced = container.replace_item("a", {"id": "a", "pk": "p", "n": 2})
+    patched = container.patch_item("a", "p", [{"op": "incr", "path": "/n", "value": 1}])
+    assert len({created["_etag"], replaced["_etag"], patched["_etag"]}) == 3
+    assert abs(patched["_ts"] - time.time()) < 5
+
+
+def test_patch_filter_predicate_keeps_the_case_of_string_literals(container: ContainerProxy) -> None:
+    container.create_item({"id": "a", "pk": "p", "status": "Active"})
+    patched = container.patch_item(
+        "a", "p", [{"op": "set", "path": "/seen", "value": True}], filter_predicate="FROM c WHERE c.status = 'Active'"
+    )
+    assert patched["seen"] is True
+    with pytest.raises(CosmosHttpResponseError) as error:
+        container.patch_item(
+            "a", "p", [{"op": "set", "path": "/seen", "value": False}], filter_predicate="FROM c WHERE c.status = 'x'"
+        )
+    assert error.value.status_code == 412
+
+
+# ---------------------------------------------------------------- transactional batch
+
+
+def test_a_batch_of_every_operation_kind_succeeds(container: ContainerProxy) -> None:
+    old = container.create_item({"id": "old", "pk": "p", "n": 1})
+    container.create_item({"id": "gone", "pk": "p"})
+    container.create_item({"id": "patched", "pk": "p", "n": 1})
+
+    results = container.execute_item_batch(
+        [
+            ("create", ({"id": "new", "pk": "p"},)),
+            ("replace", ("old", {"id": "old", "pk": "p", "n": 2}), {"if_match_etag": old["_etag"]}),
+            ("delete", ("gone",)),
+            ("upsert", ({"id": "upserted", "pk": "p"},)),
+            ("patch", ("patched", [{"op": "incr", "path": "/n", "value": 5}])),
+            ("read", ("old",)),
+        ],
+        partition_key="p",
+    )
+
+    assert [r["statusCode"] for r in results] == [201, 200, 204, 201, 200, 200]
+    assert results[1]["resourceBody"]["n"] == 2
+    assert results[1]["eTag"] == results[1]["resourceBody"]["_etag"] != old["_etag"]
+    assert results[4]["resourceBody"]["n"] == 6
+    assert results[5]["resourceBody"]["_etag"] == results[1]["eTag"]
+    assert all("_ts" in r["resourceBody"] for i, r in enumerate(results) if i != 2)
+    assert sorted(ids(list(container.read_all_items()))) == ["new", "old", "patched", "upserted"]
+
+
+def test_a_failing_batch_applies_nothing_and_reports_the_failing_operation(container: ContainerProxy) -> None:
+    existing = container.create_item({"id": "existing", "pk": "p", "n": 1})
+
+    with pytest.raises(CosmosBatchOperationError) as error:
+        container.execute_item_batch(
+            [
+                ("create", ({"id": "first", "pk": "p"},)),
+                ("create", ({"id": "existing", "pk": "p"},)),  # conflicts
+                ("upsert", ({"id": "existing", "pk": "p", "n": 99},)),
+            ],
+            partition_key="p",
+        )
+
+    assert error.value.error_index == 1
+    assert error.value.status_code == 409
+    assert [r["statusCode"] for r in error.value.operation_responses] == [424, 409, 424]
+    with pytest.raises(CosmosResourceNotFoundError):
+        container.read_item("first", partition_key="p")
+    assert container.read_item("existing", partition_key="p")["_etag"] == existing["_etag"]
+
+
+@pytest.mark.parametrize(
+    ("failing_operation", "status"),
+    [
+        (("replace", ("item", {"id": "item", "pk": "p"}), {"if_match_etag": '"stale"'}), 412),
+        (("delete", ("missing",)), 404),
+        (("create", ({"id": "other-partition", "pk": "q"},)), 400),
+    ],
+)
+def test_a_batch_is_rolled_back_after_any_failure(
+    container: ContainerProxy, failing_operation: tuple[Any, ...], status: int
+) -> None:
+    item = container.create_item({"id": "item", "pk": "p", "n": 1})
+
+    with pytest.raises(CosmosBatchOperationError) as error:
+        container.execute_item_batch(
+            [
+                ("upsert", ({"id": "upserted", "pk": "p"},)),
+                ("patch", ("item", [{"op": "set", "path": "/n", "value": 2}])),
+                ("delete", ("item",)),
+                ("create", ({"id": "item", "pk": "p", "n": 3},)),
+                failing_operation,
+            ],
+            partition_key="p",
+        )
+
+    assert (error.value.error_index, error.value.status_code) == (4, status)
+    assert ids(list(container.read_all_items())) == ["item"]
+    assert container.read_item("item", partition_key="p")["_etag"] == item["_etag"]
+    assert read_changes(container, start_time="Beginning")[0] == [{**item, "_lsn": 1}]
+
+
+# ---------------------------------------------------------------- queries
+
+
+def test_a_query_with_a_partition_key_returns_only_that_partition(container: ContainerProxy) -> None:
+    for index, pk in enumerate(["p1", "p2", "p1", "p3"]):
+        container.create_item({"id": f"i{index}", "pk": pk, "n": index})
+
+    scoped = container.query_items("SELECT * FROM c ORDER BY c.n", partition_key="p1")
+    everything: list[Any] = list(container.query_items("SELECT VALUE c.id FROM c", enable_cross_partition_query=True))
+    count: list[Any] = list(container.query_items("SELECT VALUE COUNT(1) FROM c", partition_key="p2"))
+
+    assert ids(list(scoped)) == ["i0", "i2"]
+    assert sorted(everything) == ["i0", "i1", "i2", "i3"]
+    assert count == [1]
+
+
+# ---------------------------------------------------------------- change feed
+
+
+def test_change_feed_from_the_beginning_is_in_modification_order_with_latest_versions(
+    container: ContainerProxy,
+) -> None:
+    for item_id in ["a", "b", "c"]:
+        container.create_item({"id": item_id, "pk": "p", "v": 1})
+    container.upsert_item({"id": "a", "pk": "p", "v": 2})
+    container.create_item({"id": "deleted", "pk": "p"})
+    container.delete_item("deleted", partition_key="p")
+
+    changes, _ = read_changes(container, start_time="Beginning")
+
+    assert ids(changes) == ["b", "c", "a"]
+    assert changes[-1]["v"] == 2
+    lsns = [change["_lsn"] for change in changes]
+    assert lsns == sorted(lsns)
+
+
+def test_change_feed_continuation_returns_only_newer_changes(container: ContainerProxy) -> None:
+    container.create_item({"id": "a", "pk": "p"})
+    container.create_item({"id": "b", "pk": "p"})
+    first, continuation = read_changes(container, start_time="Beginning")
+    assert ids(first) == ["a", "b"]
+
+    assert read_changes(container, continuation=continuation)[0] == []
+
+    container.upsert_item({"id": "b", "pk": "p", "v": 2})
+    container.create_item({"id": "c", "pk": "p"})
+    container.upsert_item({"id": "b", "pk": "p", "v": 3})
+    second, continuation = read_changes(container, continuation=continuation)
+
+    assert ids(second) == ["c", "b"]
+    assert second[1]["v"] == 3
+    assert read_changes(container, continuation=continuation)[0] == []
+
+
+def test_a_persisted_continuation_resumes_in_a_fresh_client(
+    cosmos_service: RunningService, container: ContainerProxy
+) -> None:
+    container.create_item({"id": "before", "pk": "p"})
+    _, continuation = read_changes(container, start_time="Beginning")
+    container.create_item({"id": "after", "pk": "p"})
+
+    fresh = make_cosmos_client(cosmos_service.endpoint, cosmos_service.key)
+    resumed = fresh.get_database_client(_database_id(container)).get_container_client(container.id)
+    pages = resumed.query_items_change_feed(continuation=continuation).by_page()
+
+    assert [ids(list(page)) for page in pages] == [["after"]]
+
+
+def _database_id(container: ContainerProxy) -> str:
+    # container_link is "dbs/<database id>/colls/<container id>"
+    return str(container.container_link.split("/")[1])
+
+
+def test_change_feed_pages_honour_max_item_count(container: ContainerProxy) -> None:
+    for index in range(5):
+        container.create_item({"id": f"i{index}", "pk": "p"})
+
+    pager = container.query_items_change_feed(start_time="Beginning", max_item_count=2).by_page()
+
+    assert [ids(list(page)) for page in pager] == [["i0", "i1"], ["i2", "i3"], ["i4"]]
+
+
+def test_change_feed_pages_resume_from_the_pager_continuation_token(container: ContainerProxy) -> None:
+    for index in range(3):
+        container.create_item({"id": f"i{index}", "pk": "p"})
+    pager = container.query_items_change_feed(start_time="Beginning", max_item_count=2).by_page()
+    assert ids(list(next(pager))) == ["i0", "i1"]
+    token = cast(Any, pager).continuation_token  # typed as a plain Iterator, but it is azure.core's PageIterator
+    assert token is not None
+
+    rest = container.query_items_change_feed(continuation=token).by_page()
+
+    assert [ids(list(page)) for page in rest] == [["i2"]]
+
+
+def test_change_feed_from_now_yields_only_later_changes(container: ContainerProxy) -> None:
+    container.create_item({"id": "earlier", "pk": "p"})
+    changes, continuation = read_changes(container, start_time="Now")
+    assert changes == []
+
+    container.create_item({"id": "later", "pk": "p"})
+
+    assert ids(read_changes(container, continuation=continuation)[0]) == ["later"]
+
+
+@pytest.mark.parametrize("pk", ["p2", 7, 2.5, True])
+def test_change_feed_can_be_scoped_to_a_partition(container: ContainerProxy, pk: object) -> None:
+    container.create_item({"id": "other", "pk": "p1"})
+    container.create_item({"id": "mine", "pk": pk})
+    container.create_item({"id": "other-2", "pk": "p3"})
+
+    changes, continuation = read_changes(container, start_time="Beginning", partition_key=pk)
+    assert ids(changes) == ["mine"]
+
+    container.create_item({"id": "other-3", "pk": "p1"})
+    container.upsert_item({"id": "mine", "pk": pk, "v": 2})
+    assert ids(read_changes(container, continuation=continuation)[0]) == ["mine"]
+
+
+# ---------------------------------------------------------------- TTL
+
+
+def test_expired_items_vanish_from_reads_queries_and_the_change_feed(cosmos_database: DatabaseProxy) -> None:
+    per_item = cosmos_database.create_container(
+        f"ttl-{uuid.uuid4().hex[:8]}", partition_key=PartitionKey("/pk"), default_ttl=-1
+    )
+    by_default = cosmos_database.create_container(
+        f"ttl-{uuid.uuid4().hex[:8]}", partition_key=PartitionKey("/pk"), default_ttl=1
+    )
+    per_item.create_item({"id": "short", "pk": "p", "ttl": 1})
+    per_item.create_item({"id": "forever", "pk": "p"})
+    by_default.create_item({"id": "short", "pk": "p"})
+    by_default.create_item({"id": "forever", "pk": "p", "ttl": -1})
+    assert per_item.read_item("short", partition_key="p")["id"] == "short"
+
+    time.sleep(1.3)
+
+    for container in (per_item, by_default):
+        with pytest.raises(CosmosResourceNotFoundError):
+            container.read_item("short", partition_key="p")
+        assert ids(list(container.query_items("SELECT * FROM c", partition_key="p"))) == ["forever"]
+        assert ids(read_changes(container, start_time="Beginning")[0]) == ["forever"]
+        container.create_item({"id": "short", "pk": "p", "ttl": 60})  # the id is free again
+
+
+def test_without_container_ttl_item_ttl_is_ignored(container: ContainerProxy) -> None:
+    container.create_item({"id": "a", "pk": "p", "ttl": 1})
+    time.sleep(1.1)
+    assert container.read_item("a", partition_key="p")["id"] == "a"
+
+
+# ---------------------------------------------------------------- container management
+
+
+def test_replacing_a_container_keeps_its_items(cosmos_database: DatabaseProxy, container: ContainerProxy) -> None:
+    container.create_item({"id": "a", "pk": "p"})
+
+    cosmos_database.replace_container(container, partition_key=PartitionKey("/pk"), default_ttl=3600)
+
+    assert container.read_item("a", partition_key="p")["id"] == "a"
+
+
+# ---------------------------------------------------------------- transport
+
+
+def test_connections_are_kept_alive(cosmos_service: RunningService) -> None:
+    address = urlsplit(cosmos_service.endpoint)
+    connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=5)
+    try:
+        local_ports = set()
+        for _ in range(20):
+            connection.request("GET", "/")
+            response = connection.getresponse()
+            body = json.loads(response.read())
+            assert response.status == 200
+            assert (response.getheader("Connection") or "").lower() != "close"
+            assert connection.sock is not None
+            local_ports.add(connection.sock.getsockname()[1])
+        assert len(local_ports) == 1
+    finally:
+        connection.close()
+    endpoints = [location["databaseAccountEndpoint"] for location in body["writableLocations"]]
+    assert endpoints == [cosmos_service.endpoint]
+
+
+def test_endpoint_discovery_works_over_plain_http(
+    cosmos_service: RunningService, cosmos_database: DatabaseProxy
+) -> None:
+    # The server advertises its own http:// URL as the account's region endpoint, so discovery can stay on.
+    client = CosmosClient(cosmos_service.endpoint, credential=cosmos_service.key, enable_endpoint_discovery=True)
+    assert cosmos_database.id in [database["id"] for database in client.list_databases()]
+
+
+# ---------------------------------------------------------------- service helpers
+
+
+def test_stop_ends_the_server_process() -> None:
+    service = start_cosmos()
+    service.stop()
+    assert service.process.returncode is not None
+    assert not service.workdir.exists()
+
+
+def test_missing_node_modules_fail_loudly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(services, "NODE_MODULES", tmp_path / "node_modules")
+    with pytest.raises(RuntimeError, match=r"npm ci --prefix emulators"):
+        start_cosmos()
+    with pytest.raises(RuntimeError, match=r"npm ci --prefix emulators"):
+        services.start_azurite()
+
+
+def test_missing_node_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shutil.which", lambda _name: None)
+    with pytest.raises(RuntimeError, match=r"`node` was not found"):
+        start_cosmos()
