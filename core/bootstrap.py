@@ -15,7 +15,7 @@ from azure.storage.queue import QueueServiceClient
 
 from core.auth import JwksCache, Principal, TokenValidator, bearer_token
 from core.clock import Clock, utc_now
-from core.directory import CosmosDirectory, Directory
+from core.directory import CachedDirectory, CosmosDirectory, Directory, DirectoryUser, GraphDirectory, UserRegistry
 from core.health import Probe
 from core.services.common import Deps
 from core.settings import Settings, get_settings
@@ -78,7 +78,7 @@ class Runtime:
                 self.settings.cosmos_endpoint,
                 self.settings.cosmos_key,
                 counter=self.round_trips,
-                credential=self._cosmos_credential,
+                credential=self._cosmos_credential or (None if self.settings.cosmos_key else self._azure_credential()),
             )
             return ensure_containers(client, self.container_names)
 
@@ -97,7 +97,33 @@ class Runtime:
 
     @property
     def directory(self) -> Directory:
-        return self._once("directory", lambda: CosmosDirectory(self.users_container))
+        return self._once("directory", self._build_directory)
+
+    def _build_directory(self) -> Directory:
+        inner: Directory
+        if self.settings.directory == "graph":
+            credential = self._graph_credential
+            if credential is None:
+                from azure.identity import DefaultAzureCredential
+
+                credential = DefaultAzureCredential()
+            inner = GraphDirectory(self.settings.graph_base_url, credential)
+        else:
+            inner = CosmosDirectory(self.users_container)
+        cache = CachedDirectory(inner, ttl_seconds=self.settings.directory_cache_ttl_seconds)
+        self._built["directory_cache"] = cache
+        return cache
+
+    @property
+    def user_registry(self) -> UserRegistry:
+        """The Cosmos `users` container, which `PUT /users/{userKey}` writes whatever DIRECTORY says."""
+        return self._once("user_registry", lambda: CosmosDirectory(self.users_container))
+
+    def forget_user(self, user: DirectoryUser) -> None:
+        """Drop a changed user from this process's directory cache, if it has one."""
+        cache: CachedDirectory | None = self._built.get("directory_cache")
+        if cache is not None:
+            cache.forget(user)
 
     @property
     def token_validator(self) -> TokenValidator:
@@ -128,13 +154,28 @@ class Runtime:
         self.store.ping()
 
     def _probe_storage(self) -> None:
+        options: dict[str, Any] = {"connection_timeout": STORAGE_PROBE_TIMEOUT_SECONDS, "retry_total": 0}
         connection = self.settings.azure_web_jobs_storage
-        if not connection:
-            raise RuntimeError("AzureWebJobsStorage is not set")
-        client = QueueServiceClient.from_connection_string(
-            connection, connection_timeout=STORAGE_PROBE_TIMEOUT_SECONDS, retry_total=0
-        )
+        account = self.settings.azure_web_jobs_storage_account_name
+        if connection:
+            client = QueueServiceClient.from_connection_string(connection, **options)
+        elif account:
+            client = QueueServiceClient(
+                f"https://{account}.queue.core.windows.net", credential=self._azure_credential(), **options
+            )
+        else:
+            raise RuntimeError("Neither AzureWebJobsStorage nor AzureWebJobsStorage__accountName is set")
         client.get_service_properties(timeout=STORAGE_PROBE_TIMEOUT_SECONDS)
+
+    def _azure_credential(self) -> Any:
+        """The managed identity in Azure (DefaultAzureCredential), built once and shared by clients."""
+
+        def build() -> Any:
+            from azure.identity import DefaultAzureCredential
+
+            return DefaultAzureCredential()
+
+        return self._once("azure_credential", build)
 
 
 _runtime: Runtime | None = None

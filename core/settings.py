@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
@@ -45,8 +45,10 @@ class Settings(BaseSettings):
 
     delegation_max_depth: int = Field(default=10, ge=1, validation_alias="DELEGATION_MAX_DEPTH")
 
-    azure_web_jobs_storage: str | None = Field(
-        default=None, validation_alias=AliasChoices("AzureWebJobsStorage", "AZURE_WEB_JOBS_STORAGE")
+    # Locally a connection string; in Azure the identity-based form names only the account.
+    azure_web_jobs_storage: str | None = Field(default=None, validation_alias="AzureWebJobsStorage")
+    azure_web_jobs_storage_account_name: str | None = Field(
+        default=None, validation_alias="AzureWebJobsStorage__accountName"
     )
 
     _split = field_validator("auth_tenant_ids", "auth_audiences", "auth_issuers", mode="before")(_split_commas)

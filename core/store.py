@@ -124,8 +124,8 @@ def translate_cosmos_errors(*, on_conflict: Exception | None = None) -> Iterator
 def make_cosmos_client(
     endpoint: str, key: str | None, *, counter: RoundTripCounter | None = None, credential: Any = None
 ) -> CosmosClient:
-    """A client for the settings' account. With a key (the emulator's, locally) it signs requests
-    with it; without one it uses the given credential, DefaultAzureCredential in production."""
+    """A client for the settings' account: signed with the key when there is one (the emulator's,
+    locally), else with the token credential (managed identity in production)."""
     options: dict[str, Any] = {
         "retry_total": _MAX_THROTTLE_RETRIES,
         "retry_backoff_max": 2,
@@ -136,13 +136,15 @@ def make_cosmos_client(
     if endpoint.startswith("http://"):
         # The local emulator speaks plain HTTP but advertises https endpoints; discovery would follow them.
         options["enable_endpoint_discovery"] = False
-    if key:
-        return CosmosClient(endpoint, credential=key, **options)
-    if credential is None:
-        from azure.identity import DefaultAzureCredential
+    if not key and credential is None:
+        raise ValueError("A Cosmos client needs COSMOS_KEY or a token credential")
+    return CosmosClient(endpoint, credential=key or credential, **options)
 
-        credential = DefaultAzureCredential()
-    return CosmosClient(endpoint, credential=credential, **options)
+
+# Partition key paths by container role; infra/main.bicep must agree (tests/test_infra.py checks it).
+ASSIGNMENTS_PARTITION_KEY = "/pk"
+USERS_PARTITION_KEY = "/pk"
+LEASES_PARTITION_KEY = "/id"
 
 
 @dataclass(frozen=True)
@@ -159,10 +161,10 @@ def ensure_containers(client: CosmosClient, names: ContainerNames) -> DatabasePr
         database = client.create_database_if_not_exists(names.database)
         # default_ttl=-1 turns TTL on without expiring anything by default: per-document `ttl` applies.
         database.create_container_if_not_exists(
-            names.assignments, partition_key=PartitionKey(path="/pk"), default_ttl=-1
+            names.assignments, partition_key=PartitionKey(path=ASSIGNMENTS_PARTITION_KEY), default_ttl=-1
         )
-        database.create_container_if_not_exists(names.users, partition_key=PartitionKey(path="/pk"))
-        database.create_container_if_not_exists(names.leases, partition_key=PartitionKey(path="/id"))
+        database.create_container_if_not_exists(names.users, partition_key=PartitionKey(path=USERS_PARTITION_KEY))
+        database.create_container_if_not_exists(names.leases, partition_key=PartitionKey(path=LEASES_PARTITION_KEY))
     return database
 
 
