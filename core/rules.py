@@ -12,7 +12,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from core.errors import Expired, InvalidTransition, NotVisible
+from core.errors import (
+    AlreadyDelegated,
+    DelegationCycle,
+    DelegationNotAllowed,
+    DelegationTooDeep,
+    Expired,
+    InvalidTransition,
+    NotAssigned,
+    NotVisible,
+    SelfDelegation,
+)
 from core.models import AssignmentDocument, AssignmentFields, Status
 
 if TYPE_CHECKING:
@@ -148,3 +158,33 @@ def begin_write(document: AssignmentDocument, actor: str, now: datetime) -> None
     document.outbox = [event for event in document.outbox if event.version >= document.version - 50]
     document.updated_at = now
     document.updated_by = actor
+
+
+# --- delegation --------------------------------------------------------------------------------------
+
+
+def check_delegation(original: AssignmentFields, to_upn: str, now: datetime, *, max_depth: int) -> Status:
+    """Every delegate state check that needs no directory, in the contract's order; returns the original's
+    next status. `to_upn` is normalized (lower case)."""
+    if original.status == Status.DELEGATED:
+        raise AlreadyDelegated(f"Assignment {original.id} was already delegated to {original.delegated_to}")
+    target = next_status(original, Operation.DELEGATE)
+    check_not_expired(original, now)
+    if original.is_unassigned:
+        raise NotAssigned(f"Assignment {original.id} has no assignee to delegate from")
+    if not original.allow_delegation:
+        raise DelegationNotAllowed(f"Assignment {original.id} does not allow delegation")
+    check_delegate(original, upn=to_upn)
+    if len(original.delegation_chain) + 1 > max_depth:
+        raise DelegationTooDeep(f"A delegation chain may hold at most {max_depth} earlier assignees")
+    return target
+
+
+def check_delegate(original: AssignmentFields, *, upn: str, user_key: str | None = None) -> None:
+    """The delegate must be neither the current assignee nor anyone earlier in the chain. Checked on the
+    requested UPN before the directory is asked, and again on the user the directory resolved."""
+    assignee_email = (original.assignee_email or "").lower()
+    if upn == assignee_email or (user_key is not None and user_key == original.assignee_user_key):
+        raise SelfDelegation("An assignment cannot be delegated to its current assignee")
+    if upn in (member.lower() for member in original.delegation_chain):
+        raise DelegationCycle(f"{upn} already held this assignment earlier in its delegation chain")

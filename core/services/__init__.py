@@ -2,5 +2,15 @@
 
 from core.services.assignments import create_assignment, get_assignment
 from core.services.common import Deps, Outcome
+from core.services.delegation import delegate_assignment
+from core.services.users import UserOutcome, put_user
 
-__all__ = ["Deps", "Outcome", "create_assignment", "get_assignment"]
+__all__ = [
+    "Deps",
+    "Outcome",
+    "UserOutcome",
+    "create_assignment",
+    "delegate_assignment",
+    "get_assignment",
+    "put_user",
+]
