@@ -11,8 +11,8 @@ from core import errors
 from core.directory import DirectoryUser
 from core.models import AssignmentDocument, AssignmentFields, Attempt, Status
 from core.rules import check_delegate, check_delegation
-from core.services.delegation import DelegateCommand, build_successor, successor_id
 from core.services.common import parse_model
+from core.services.delegation import DelegateCommand, build_successor, successor_id
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 ASSIGNEE = "adam@contoso.com"
@@ -99,7 +99,11 @@ class TestStateChecks:
                 ASSIGNEE,
                 errors.AlreadyDelegated,
             ),
-            ({"status": Status.CANCELLED, "expires_at": NOW, "allow_delegation": False}, ASSIGNEE, errors.InvalidTransition),
+            (
+                {"status": Status.CANCELLED, "expires_at": NOW, "allow_delegation": False},
+                ASSIGNEE,
+                errors.InvalidTransition,
+            ),
             ({"expires_at": NOW, "assignee_email": None, "task_key": "t"}, ASSIGNEE, errors.Expired),
             ({"assignee_email": None, "task_key": "t", "allow_delegation": False}, ASSIGNEE, errors.NotAssigned),
             ({"allow_delegation": False, "delegation_chain": [ASSIGNEE]}, ASSIGNEE, errors.DelegationNotAllowed),
@@ -160,13 +164,16 @@ class TestSuccessor:
             assert getattr(successor, name) == expected, name
         assert successor.pk == "root1"
         assert successor.version == 1
-        assert successor.outbox == [] and successor.idempotency == []
+        assert successor.outbox == []
+        assert successor.idempotency == []
 
     def test_cancellation_and_rejection_fields_are_cleared(self) -> None:
         source = original(cancellation_reason="stale", rejection_reason="stale")
         successor = build_successor(source, DELEGATE, actor="a@contoso.com", reason=None, now=NOW)
-        assert successor.cancellation_reason is None and successor.rejection_reason is None
-        assert successor.cancelled_at is None and successor.rejected_by is None
+        assert successor.cancellation_reason is None
+        assert successor.rejection_reason is None
+        assert successor.cancelled_at is None
+        assert successor.rejected_by is None
 
     @pytest.mark.parametrize(("source_id", "chain", "expected"), [("r", [], "r.1"), ("r.4", ["a"] * 4, "r.5")])
     def test_successor_id_is_root_dot_depth(self, source_id: str, chain: list[str], expected: str) -> None:

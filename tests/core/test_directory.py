@@ -104,7 +104,9 @@ class FakeGraph:
         query = parse_qs(parts.query)
         self.seen.append(SeenRequest(parts.path, query, request.headers.get("Authorization")))
         if request.headers.get("Authorization") != f"Bearer {STATIC_TOKEN}":
-            self._send(request, 401, {"error": {"code": "InvalidAuthenticationToken", "message": "Access token is empty."}})
+            self._send(
+                request, 401, {"error": {"code": "InvalidAuthenticationToken", "message": "Access token is empty."}}
+            )
             return
         if self.throttle_with is not None:
             error = {"error": {"code": "TooManyRequests", "message": "Too many requests"}}
@@ -122,7 +124,9 @@ class FakeGraph:
             (u for u in self.users if wanted == u["id"] or wanted.lower() == u["userPrincipalName"].lower()), None
         )
         if match is None:
-            message = f"Resource '{wanted}' does not exist or one of its queried reference-property objects are not present."
+            message = (
+                f"Resource '{wanted}' does not exist or one of its queried reference-property objects are not present."
+            )
             self._send(request, 404, {"error": {"code": "Request_ResourceNotFound", "message": message}})
             return
         selected = query.get("$select", [""])[0].split(",") if "$select" in query else []
@@ -132,7 +136,9 @@ class FakeGraph:
         self._send(request, 200, body)
 
     @staticmethod
-    def _send(request: BaseHTTPRequestHandler, status: int, body: object, headers: dict[str, str] | None = None) -> None:
+    def _send(
+        request: BaseHTTPRequestHandler, status: int, body: object, headers: dict[str, str] | None = None
+    ) -> None:
         payload = json.dumps(body).encode()
         request.send_response(status)
         request.send_header("Content-Type", "application/json")
@@ -179,7 +185,9 @@ class TestGraphDirectory:
         user = graph.add(upn="Ann.Lee@Contoso.com")
         by_upn = graph_directory.find_by_upn("ann.lee@contoso.com")
         by_key = graph_directory.find_by_key(user["id"])
-        expected = DirectoryUser(user_key=user["id"], upn="ann.lee@contoso.com", display_name="Ann.Lee", account_enabled=True)
+        expected = DirectoryUser(
+            user_key=user["id"], upn="ann.lee@contoso.com", display_name="Ann.Lee", account_enabled=True
+        )
         assert by_upn == by_key == expected
         assert [seen.path for seen in graph.seen] == ["/v1.0/users/ann.lee@contoso.com", f"/v1.0/users/{user['id']}"]
         for seen in graph.seen:
@@ -192,7 +200,8 @@ class TestGraphDirectory:
     ) -> None:
         graph.add(upn="off@contoso.com", enabled=False)
         user = graph_directory.find_by_upn("off@contoso.com")
-        assert user is not None and user.account_enabled is False
+        assert user is not None
+        assert user.account_enabled is False
         with pytest.raises(UserNotFound):
             enabled_user_by_upn(graph_directory, "off@contoso.com")
 
@@ -202,7 +211,8 @@ class TestGraphDirectory:
         graph.honour_select = False  # as when the app lacks User.Read.All
         graph.add(upn="basic@contoso.com")
         user = graph_directory.find_by_upn("basic@contoso.com")
-        assert user is not None and user.account_enabled is False
+        assert user is not None
+        assert user.account_enabled is False
 
     def test_404_is_none(self, graph_directory: GraphDirectory) -> None:
         assert graph_directory.find_by_upn("nobody@contoso.com") is None
@@ -331,12 +341,17 @@ def cosmos_directory(runtime: Runtime) -> CosmosDirectory:
 def a_user(upn: str | None = None, *, key: str | None = None, enabled: bool = True) -> DirectoryUser:
     suffix = uuid.uuid4().hex[:8]
     return DirectoryUser(
-        user_key=key or f"key-{suffix}", upn=upn or f"user-{suffix}@contoso.com", display_name="U", account_enabled=enabled
+        user_key=key or f"key-{suffix}",
+        upn=upn or f"user-{suffix}@contoso.com",
+        display_name="U",
+        account_enabled=enabled,
     )
 
 
 class TestCosmosDirectory:
-    def test_put_then_find_by_either_with_one_read_each(self, runtime: Runtime, cosmos_directory: CosmosDirectory) -> None:
+    def test_put_then_find_by_either_with_one_read_each(
+        self, runtime: Runtime, cosmos_directory: CosmosDirectory
+    ) -> None:
         user = a_user()
         assert cosmos_directory.put(user) is None
         before = runtime.round_trips.count
