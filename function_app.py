@@ -5,12 +5,13 @@ Nothing here reads a setting or opens a client: an import error would silently d
 
 import azure.functions as func
 
-from triggers import assignments, delegation, fallback, health, users
+from triggers import assignments, delegation, fallback, health, txn, users
 
 app = func.FunctionApp()
 app.register_functions(assignments.bp)
 app.register_functions(health.bp)
 app.register_functions(delegation.bp)
 app.register_functions(users.bp)
+app.register_functions(txn.bp)
 # Last: the catch-all answers only what no other route took (404, or 405 for a known path).
 app.register_functions(fallback.bp)

@@ -11,6 +11,12 @@ seed's `{errorKey, error}` body for the txn routes).
     │                              the assignment but not perform the operation  403
     ├── RequestError               the request itself is unusable
     │   ├── InvalidRequest         not JSON, wrong content type, not an object   400
+    │   │   └── TxnRequestError    a txn body breaks a rule of seed 003; `code`
+    │   │       │                  is the seed's errorKey                        400
+    │   │       ├── InvalidRequestAttribute  a top-level attribute besides `params`
+    │   │       ├── InvalidAssignAttribute   a `params` attribute the route does not take
+    │   │       ├── SubmitKeyNotSpecified    `submitKey` missing, null or ""
+    │   │       └── UserKeyNotSpecified      `userKey` missing, null or ""
     │   ├── PayloadTooLarge        body over the size limit                      413
     │   └── ValidationFailed       fields fail validation (carries `errors`)     422
     ├── IdempotencyKeyReused       same Idempotency-Key, different body          422
@@ -74,6 +80,40 @@ class RequestError(DomainError):
 
 class InvalidRequest(RequestError):
     code = "invalidRequest"
+
+
+class TxnRequestError(InvalidRequest):
+    """A txn request (seed 003) that breaks one of the seed's own body rules; `code` is its errorKey."""
+
+
+class InvalidRequestAttribute(TxnRequestError):
+    code = "invalidRequestAttribute"
+
+    def __init__(self, attribute: str) -> None:
+        super().__init__(f"Invalid request attribute: {attribute}")
+        self.attribute = attribute
+
+
+class InvalidAssignAttribute(TxnRequestError):
+    code = "invalidAssignAttribute"
+
+    def __init__(self, attribute: str) -> None:
+        super().__init__(f"Invalid assign attribute: {attribute}")
+        self.attribute = attribute
+
+
+class SubmitKeyNotSpecified(TxnRequestError):
+    code = "submitKeyNotSpecified"
+
+    def __init__(self) -> None:
+        super().__init__("submitKey not specified")
+
+
+class UserKeyNotSpecified(TxnRequestError):
+    code = "userKeyNotSpecified"
+
+    def __init__(self) -> None:
+        super().__init__("userKey not specified")
 
 
 class PayloadTooLarge(RequestError):

@@ -120,11 +120,13 @@ def is_assigner(principal: Principal, assignment: AssignmentFields) -> bool:
     return assignment.assigned_by is not None and principal.actor == assignment.assigned_by.lower()
 
 
+def is_candidate_member(principal: Principal, assignment: AssignmentFields) -> bool:
+    return not principal.groups.isdisjoint(assignment.candidate_groups)
+
+
 def is_candidate(principal: Principal, assignment: AssignmentFields) -> bool:
     """Members of a candidate group may see, and claim, a task only while nobody holds it."""
-    return (
-        assignment.is_task and assignment.is_unassigned and not principal.groups.isdisjoint(assignment.candidate_groups)
-    )
+    return assignment.is_task and assignment.is_unassigned and is_candidate_member(principal, assignment)
 
 
 def can_read(principal: Principal, assignment: AssignmentFields) -> bool:
@@ -141,6 +143,34 @@ def can_read(principal: Principal, assignment: AssignmentFields) -> bool:
 def check_readable(principal: Principal, assignment: AssignmentFields) -> None:
     if not can_read(principal, assignment):
         raise NotVisible(f"Assignment {assignment.id} was not found")
+
+
+# --- the txn routes (seed 003): who has access to a task -------------------------------------------
+
+
+def may_txn_assign(principal: Principal, assignment: AssignmentFields) -> bool:
+    """Admins, the originator, `assignedBy`, and candidate-group members.
+
+    Members count whether or not someone holds the task: only unassigned tasks can be assigned, and the
+    check after access (`txnAlreadyAssigned`) says so. That way the losers of a race to claim a task
+    hear that it is taken rather than `accessDenied`.
+    """
+    return (
+        principal.is_admin
+        or is_originator(principal, assignment)
+        or is_assigner(principal, assignment)
+        or is_candidate_member(principal, assignment)
+    )
+
+
+def may_txn_unassign(principal: Principal, assignment: AssignmentFields) -> bool:
+    """Admins, the originator, `assignedBy`, and the assignee."""
+    return (
+        principal.is_admin
+        or is_originator(principal, assignment)
+        or is_assigner(principal, assignment)
+        or is_assignee(principal, assignment)
+    )
 
 
 # --- writes ------------------------------------------------------------------------------------------

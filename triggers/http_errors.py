@@ -32,32 +32,63 @@ class MethodNotAllowed(e.DomainError):
         self.allowed = allowed
 
 
+class EndpointNotFound(e.NotFound):
+    """HTTP-only: no route matches the path. Raised by the txn routes' catch-all under /workspaces."""
+
+
 @dataclass(frozen=True)
 class ErrorMapping:
     status: int
     title: str
-    # The txn routes' key and message; None falls back to the generic entry for the status.
+    # The txn routes' errorKey; an error without one is answered there as an internal error (500).
     txn_key: str | None = None
+    # The txn routes' message; None means the error's own detail (for messages that name an attribute).
     txn_message: str | None = None
+    # The txn routes answer 400 unless the contract names another status.
+    txn_status: int = 400
 
 
 ERROR_TABLE: dict[type[BaseException], ErrorMapping] = {
-    e.Unauthenticated: ErrorMapping(401, "Unauthenticated", "unauthorized", "A valid bearer token is required"),
-    e.Forbidden: ErrorMapping(403, "Forbidden", "forbidden", "The token lacks the required scope or role"),
+    e.Unauthenticated: ErrorMapping(
+        401, "Unauthenticated", "unauthorized", "A valid bearer token is required", txn_status=401
+    ),
+    e.Forbidden: ErrorMapping(
+        403, "Forbidden", "forbidden", "The token lacks the required scope or role", txn_status=403
+    ),
     e.InvalidRequest: ErrorMapping(
         400, "Invalid request", "invalidRequest", "The request body must be a JSON object with a params map"
     ),
-    e.PayloadTooLarge: ErrorMapping(413, "Payload too large", "payloadTooLarge", "The request body is too large"),
-    e.ValidationFailed: ErrorMapping(422, "Validation failed"),
-    e.IdempotencyKeyReused: ErrorMapping(422, "Idempotency key reused"),
+    e.InvalidRequestAttribute: ErrorMapping(400, "Invalid request", "invalidRequestAttribute"),
+    e.InvalidAssignAttribute: ErrorMapping(400, "Invalid request", "invalidAssignAttribute"),
+    e.SubmitKeyNotSpecified: ErrorMapping(400, "Invalid request", "submitKeyNotSpecified", "submitKey not specified"),
+    e.UserKeyNotSpecified: ErrorMapping(400, "Invalid request", "userKeyNotSpecified", "userKey not specified"),
+    e.PayloadTooLarge: ErrorMapping(
+        413, "Payload too large", "payloadTooLarge", "The request body is too large", txn_status=413
+    ),
+    # On the txn routes only a malformed Idempotency-Key header raises this; its detail says what is wrong.
+    e.ValidationFailed: ErrorMapping(422, "Validation failed", "validationFailed", txn_status=422),
+    e.IdempotencyKeyReused: ErrorMapping(
+        422,
+        "Idempotency key reused",
+        "idempotencyKeyReused",
+        "This Idempotency-Key was already used with a different request body",
+        txn_status=422,
+    ),
     e.NotFound: ErrorMapping(
         404, "Not found", "txnNotFound", "The transaction specified by the submitKey was not found"
     ),
     e.NotVisible: ErrorMapping(
         404, "Not found", "accessDenied", "The user does not have access to transaction specified by the submitKey"
     ),
-    MethodNotAllowed: ErrorMapping(405, "Method not allowed"),
-    e.PreconditionFailed: ErrorMapping(412, "Precondition failed"),
+    EndpointNotFound: ErrorMapping(
+        404, "Not found", "notFound", "Ensure the URL endpoint is entered correctly.", txn_status=404
+    ),
+    MethodNotAllowed: ErrorMapping(
+        405, "Method not allowed", "methodNotAllowed", "The HTTP method is not allowed here", txn_status=405
+    ),
+    e.PreconditionFailed: ErrorMapping(
+        412, "Precondition failed", "preconditionFailed", "The task has changed since it was read", txn_status=412
+    ),
     e.PreconditionRequired: ErrorMapping(428, "Precondition required"),
     e.InvalidTransition: ErrorMapping(
         409,
@@ -94,11 +125,11 @@ ERROR_TABLE: dict[type[BaseException], ErrorMapping] = {
     e.DelegationCycle: ErrorMapping(422, "Delegation cycle"),
     e.DelegationTooDeep: ErrorMapping(422, "Delegation too deep"),
     e.ServiceUnavailable: ErrorMapping(
-        503, "Service unavailable", "serviceUnavailable", "The service is temporarily unavailable"
+        503, "Service unavailable", "serviceUnavailable", "The service is temporarily unavailable", txn_status=503
     ),
 }
 
-INTERNAL_ERROR = ErrorMapping(500, "Internal error", "internalError", "Please see Error Log ID {number}")
+INTERNAL_ERROR = ErrorMapping(500, "Internal error")
 
 
 def mapping_for(error: BaseException) -> ErrorMapping:
@@ -157,32 +188,22 @@ def problem_response(error: BaseException, *, trace_id: str, route: str) -> func
     )
 
 
-class TxnError(Exception):
-    """A txn-route request error whose seed key and message are fixed by the seed (e.g. `submitKeyNotSpecified`)."""
-
-    def __init__(self, key: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.key = key
-        self.message = message
-        self.status = status
-
-
-def txn_error_response(error: BaseException, *, route: str) -> func.HttpResponse:
-    """The seed's error body. The status is 400 unless the contract says otherwise (401, 403, 413, 503, 500)."""
-    if isinstance(error, TxnError):
-        key, message, status = error.key, error.message, error.status
-    else:
-        mapping = mapping_for(error)
-        if mapping is INTERNAL_ERROR or mapping.txn_key is None:
-            error_log_id = log_internal_error(error, route=route)
-            key, status = "internalError", 500
-            message = INTERNAL_ERROR.txn_message.format(number=error_log_id)  # type: ignore[union-attr]
-        else:
-            key, message = mapping.txn_key, mapping.txn_message or ""
-            status = mapping.status if mapping.status in (401, 403, 413, 503) else 400
+def _txn_response(key: str, message: str, status: int, headers: dict[str, str] | None = None) -> func.HttpResponse:
     return func.HttpResponse(
         json.dumps({"errorKey": key, "error": message}),
         status_code=status,
         mimetype="application/json",
-        headers=_headers_for(error),
+        headers=headers or {},
     )
+
+
+def txn_error_response(error: BaseException, *, route: str) -> func.HttpResponse:
+    """The seed's error body, with the key, message and status the table gives the txn routes."""
+    mapping = mapping_for(error)
+    if not isinstance(error, e.DomainError) or mapping.txn_key is None:
+        error_log_id = log_internal_error(error, route=route)
+        return _txn_response("internalError", f"Please see Error Log ID {error_log_id}", 500)
+    if mapping.status >= 500:
+        log.warning("%s on %s: %s", error.code, route, error.detail)
+    message = mapping.txn_message if mapping.txn_message is not None else error.detail
+    return _txn_response(mapping.txn_key, message, mapping.txn_status, _headers_for(error))
