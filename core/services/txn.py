@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from core.directory import DirectoryUser, enabled_user_by_key
 from core.errors import (
     AlreadyAssigned,
     InvalidAssignAttribute,
@@ -34,7 +35,6 @@ from core.errors import (
     NotVisible,
     SubmitKeyNotSpecified,
     UserKeyNotSpecified,
-    UserNotFound,
 )
 from core.idempotency import IdempotentRequest, idempotent_request
 from core.models import AssignmentDocument, AssignmentFields, Status
@@ -43,7 +43,6 @@ from core.services.common import Authorize, Change, Deps, Outcome, emit, update_
 
 if TYPE_CHECKING:
     from core.auth import Principal
-    from core.directory import DirectoryUser
 
 ROUTE_ASSIGN = "txnAssign"
 ROUTE_UNASSIGN = "txnUnassign"
@@ -142,10 +141,7 @@ def assign_task(
     def assignee() -> DirectoryUser:
         if deps.directory is None:
             raise RuntimeError("assign_task needs a directory in Deps")
-        user = deps.directory.find_by_key(request.user_key)
-        if user is None or not user.account_enabled:
-            raise UserNotFound(f"No enabled user has the key {request.user_key}")
-        return user
+        return enabled_user_by_key(deps.directory, request.user_key)
 
     def change(task: AssignmentDocument, now: datetime) -> None:
         task.status = _check_state(task, Operation.ASSIGN, now)

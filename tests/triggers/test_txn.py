@@ -8,7 +8,7 @@ import logging
 import multiprocessing
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -109,7 +109,7 @@ def new_user(app: FunctionCaller, *, enabled: bool = True, upn: str | None = Non
 
 
 def force(app: FunctionCaller, assignment_id: str, **fields: Any) -> None:
-    """Put a stored assignment into a state no route reaches yet (finished, started, expired)."""
+    """Put a stored assignment straight into a state (finished, started, expired), bypassing the routes."""
     store = app.runtime.store
     document = store.read(assignment_id)
     assert document is not None
@@ -132,18 +132,19 @@ def user(app: FunctionCaller) -> DirectoryUser:
     return new_user(app)
 
 
+InstallRuntime = Callable[[Runtime], FunctionCaller]
+
+
 @pytest.fixture
-def other_runtime(settings: Settings, runtime: Runtime) -> Iterator[list[Runtime]]:
-    """Lets a test install a runtime of its own; the session's is back afterwards."""
-    installed: list[Runtime] = []
-    yield installed
-    set_runtime(runtime)
+def own_runtime(runtime: Runtime, tokens: Tokens) -> Iterator[InstallRuntime]:
+    """Installs a runtime of the test's own and returns a caller for it; the session's is back afterwards."""
 
+    def install(own: Runtime) -> FunctionCaller:
+        set_runtime(own)
+        return FunctionCaller(runtime=own, tokens=tokens)
 
-def caller_with(runtime: Runtime, tokens: Tokens, installed: list[Runtime]) -> FunctionCaller:
+    yield install
     set_runtime(runtime)
-    installed.append(runtime)
-    return FunctionCaller(runtime=runtime, tokens=tokens)
 
 
 class FailingDirectory:
@@ -190,6 +191,15 @@ class TestAssign:
         assert document.version == 2
         assert [event.type for event in document.outbox] == ["assignment.created", "assignment.assigned"]
 
+    def test_a_directory_cache_hit_saves_the_lookup(
+        self, app: FunctionCaller, task: dict[str, Any], user: DirectoryUser
+    ) -> None:
+        assert assign(app, task["id"], user.user_key).status == 200
+        assert unassign(app, task["id"]).status == 200
+        response, trips = app.round_trips_of(lambda: assign(app, task["id"], user.user_key))
+        assert response.status == 200
+        assert trips == 2  # point read and conditional replace; the user came from the cache
+
     def test_the_assignees_upn_comes_from_the_directory_in_lower_case(
         self, app: FunctionCaller, task: dict[str, Any]
     ) -> None:
@@ -229,16 +239,14 @@ class TestAssign:
 
     def test_the_seeds_example_verbatim(
         self,
-        other_runtime: list[Runtime],
+        own_runtime: InstallRuntime,
         cosmos_service: RunningService,
         azurite_service: RunningService,
         jwks_server: JwksServer,
         tokens: Tokens,
     ) -> None:
         # The seed's ids are fixed, and the emulator is shared by the whole session: a database of its own.
-        seed_app = caller_with(
-            Runtime(make_settings(cosmos_service, azurite_service, jwks_server)), tokens, other_runtime
-        )
+        seed_app = own_runtime(Runtime(make_settings(cosmos_service, azurite_service, jwks_server)))
         body = new_body(id="15d071280b92c867f86975b9cd2e8765", taskKey="seed-task")
         del body["assigneeEmail"]
         assert create(seed_app, body).status == 201
@@ -556,14 +564,11 @@ class TestServerErrors:
         self,
         app: FunctionCaller,
         settings: Settings,
-        tokens: Tokens,
-        other_runtime: list[Runtime],
+        own_runtime: InstallRuntime,
         caplog: pytest.LogCaptureFixture,
     ) -> None:
         task = new_task(app)
-        broken = caller_with(
-            Runtime(settings, directory=FailingDirectory(RuntimeError("secret internals"))), tokens, other_runtime
-        )
+        broken = own_runtime(Runtime(settings, directory=FailingDirectory(RuntimeError("secret internals"))))
         with caplog.at_level(logging.ERROR, logger="assignments.http"):
             response = assign(broken, task["id"], "u")
         assert response.status == 500
@@ -579,11 +584,11 @@ class TestServerErrors:
         assert b"secret" not in response.body
 
     def test_an_outage_is_503_with_retry_after(
-        self, app: FunctionCaller, settings: Settings, tokens: Tokens, other_runtime: list[Runtime]
+        self, app: FunctionCaller, settings: Settings, own_runtime: InstallRuntime
     ) -> None:
         task = new_task(app)
         outage = FailingDirectory(ServiceUnavailable(retry_after=7))
-        response = assign(caller_with(Runtime(settings, directory=outage), tokens, other_runtime), task["id"], "u")
+        response = assign(own_runtime(Runtime(settings, directory=outage)), task["id"], "u")
         assert_txn_error(response, 503, "serviceUnavailable")
         assert response.headers["retry-after"] == "7"
 
