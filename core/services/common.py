@@ -100,6 +100,14 @@ def load(deps: Deps, assignment_id: str) -> AssignmentDocument:
     return document
 
 
+def check_if_match(if_match: str | None, document: AssignmentDocument) -> None:
+    """RFC 9110 If-Match: `*` or any listed ETag equal to the current one passes."""
+    if if_match is None or if_match.strip() == "*":
+        return
+    if document.etag not in {tag.strip() for tag in if_match.split(",")}:
+        raise PreconditionFailed("The assignment has changed since it was read (If-Match)")
+
+
 Authorize = Callable[["Principal", AssignmentDocument], None]
 Change = Callable[[AssignmentDocument, datetime], None]
 
@@ -127,8 +135,7 @@ def update_assignment(
             return Outcome(replay.body, created=replay.created)
         check_visible(principal, document)
         authorize(principal, document)
-        if if_match is not None and if_match != document.etag:
-            raise PreconditionFailed("The assignment has changed since it was read (If-Match)")
+        check_if_match(if_match, document)
         read_etag = document.etag or ""
         now = deps.clock()
         begin_write(document, principal.actor, now)

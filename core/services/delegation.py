@@ -14,11 +14,20 @@ from typing import TYPE_CHECKING
 from pydantic import ConfigDict
 
 from core.directory import DirectoryUser, enabled_user_by_upn
-from core.errors import ConcurrencyConflict, Forbidden, PreconditionFailed, ServiceUnavailable, ValidationFailed
+from core.errors import ConcurrencyConflict, Forbidden, ServiceUnavailable, ValidationFailed
 from core.idempotency import IdempotentRequest, find_replay, idempotent_request
 from core.models import AssignmentDocument, AssignmentFields, CamelModel, LongText, Status, Upn, partition_key_of
 from core.rules import begin_write, check_delegate, check_delegation, check_readable, is_assignee
-from core.services.common import ASSIGNMENT_ID_PATTERN, MAX_RACE_RETRIES, Deps, Outcome, emit, load, parse_model
+from core.services.common import (
+    ASSIGNMENT_ID_PATTERN,
+    MAX_RACE_RETRIES,
+    Deps,
+    Outcome,
+    check_if_match,
+    emit,
+    load,
+    parse_model,
+)
 
 if TYPE_CHECKING:
     from core.auth import Principal
@@ -124,8 +133,7 @@ def delegate_assignment(
         if existing is not None and _is_same_delegation(existing, principal, command.to_upn):
             return Outcome(existing.to_public().to_json())
         _check_may_delegate(principal, original)
-        if if_match is not None and if_match != original.etag:
-            raise PreconditionFailed("The assignment has changed since it was read (If-Match)")
+        check_if_match(if_match, original)
         now = deps.clock()
         target = check_delegation(original, command.to_upn, now, max_depth=deps.delegation_max_depth)
         if deps.directory is None:

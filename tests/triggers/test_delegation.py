@@ -338,6 +338,13 @@ class TestExactlyOnce:
         current = delegate(app, original["id"], {"toUpn": bea}, headers={"If-Match": before.etag or ""})
         assert current.status == 201
 
+    @pytest.mark.parametrize("if_match", ["*", '"stale", {etag}'])
+    def test_if_match_star_or_a_list_holding_the_etag_passes(self, app: FunctionCaller, if_match: str) -> None:
+        original = new_assignment(app)
+        _, bea = add_user(app)
+        headers = {"If-Match": if_match.format(etag=original["_etag"])}
+        assert delegate(app, original["id"], {"toUpn": bea}, headers=headers).status == 201
+
     def test_if_match_comes_after_permission_and_before_state(self, app: FunctionCaller) -> None:
         original = new_assignment(app, allowDelegation=False)
         _, bea = add_user(app)
