@@ -102,12 +102,7 @@ class Runtime:
     def _build_directory(self) -> Directory:
         inner: Directory
         if self.settings.directory == "graph":
-            credential = self._graph_credential
-            if credential is None:
-                from azure.identity import DefaultAzureCredential
-
-                credential = DefaultAzureCredential()
-            inner = GraphDirectory(self.settings.graph_base_url, credential)
+            inner = GraphDirectory(self.settings.graph_base_url, self._graph_credential or self._azure_credential())
         else:
             inner = CosmosDirectory(self.users_container)
         cache = CachedDirectory(inner, ttl_seconds=self.settings.directory_cache_ttl_seconds)
