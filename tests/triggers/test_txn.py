@@ -444,6 +444,13 @@ class TestLookupAndStateErrors:
         # Even to the same user: the seed says to unassign first.
         assert_txn_error(assign(app, task["id"], user.user_key), 400, "txnAlreadyAssigned")
 
+    def test_a_candidate_claiming_a_taken_task_hears_it_is_assigned(
+        self, app: FunctionCaller, task: dict[str, Any], user: DirectoryUser
+    ) -> None:
+        assert assign(app, task["id"], user.user_key).status == 200
+        member = app.tokens.user("mia@contoso.com", groups=[GROUP])
+        assert_txn_error(assign(app, task["id"], new_user(app).user_key, token=member), 400, "txnAlreadyAssigned")
+
     def test_txn_not_assigned(self, app: FunctionCaller, task: dict[str, Any]) -> None:
         assert_txn_error(unassign(app, task["id"]), 400, "txnNotAssigned")
 
