@@ -23,7 +23,7 @@ from azure.cosmos.exceptions import (
     CosmosResourceNotFoundError,
 )
 
-from tests.support import services
+from localhost import services
 from tests.support.services import RunningService, make_cosmos_client, start_cosmos
 
 Item = dict[str, Any]

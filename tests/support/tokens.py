@@ -1,4 +1,7 @@
-"""Real Entra-shaped tokens and a real JWKS endpoint, for tests and the local development signer.
+"""Real Entra-shaped tokens and a real JWKS endpoint, for tests.
+
+The signing pieces live in `localhost.dev_signer` (the local host's development signer uses them too); this
+module adds what only tests need: the classic forgeries and a JWKS server that can fail, slow down and count.
 
 Tokens are signed by hand (base64url + RSA PKCS#1 v1.5/SHA-256) rather than with `jwt.encode`, so a
 test can put anything in the header, drop any claim, or sign with the wrong key, and still get a
@@ -8,20 +11,14 @@ produce the latter (HMAC keyed with a PEM public key), which is exactly why it i
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import json
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from localhost import dev_signer
+from localhost.dev_signer import SigningKey, apply_overrides, b64url, json_segment, sign_token, v1_issuer, v2_issuer
 
 __all__ = [
     "JwksServer",
@@ -36,190 +33,25 @@ __all__ = [
 ]
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64url_uint(value: int) -> str:
-    return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
-
-
-def _segment(value: Mapping[str, Any]) -> str:
-    return b64url(json.dumps(value, separators=(",", ":")).encode("utf-8"))
-
-
-def v2_issuer(tenant_id: str) -> str:
-    return f"https://login.microsoftonline.com/{tenant_id}/v2.0"
-
-
-def v1_issuer(tenant_id: str) -> str:
-    return f"https://sts.windows.net/{tenant_id}/"
-
-
-class SigningKey:
-    """A freshly generated RSA 2048 key pair with a `kid`."""
-
-    def __init__(self, kid: str | None = None) -> None:
-        self.kid = kid or uuid.uuid4().hex
-        self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.private_pem = self.private_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        self.public_pem = self.private_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
-    def public_jwk(self) -> dict[str, str]:
-        """The public half as Entra publishes it (minus `x5c`/`x5t`, which validators do not need)."""
-        numbers = self.private_key.public_key().public_numbers()
-        return {"kty": "RSA", "use": "sig", "kid": self.kid, "n": _b64url_uint(numbers.n), "e": _b64url_uint(numbers.e)}
-
-    def sign(self, signing_input: bytes) -> bytes:
-        return self.private_key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
-
-
-def sign_token(claims: Mapping[str, Any], key: SigningKey, header: Mapping[str, Any] | None = None) -> str:
-    """An RS256 compact JWS. `header` entries override the default `{"alg", "typ", "kid"}`; a None value
-    removes the entry (so `{"kid": None}` yields a token without a `kid`)."""
-    full_header: dict[str, Any] = {"alg": "RS256", "typ": "JWT", "kid": key.kid}
-    _apply(full_header, header or {})
-    signing_input = f"{_segment(full_header)}.{_segment(claims)}"
-    return f"{signing_input}.{b64url(key.sign(signing_input.encode('ascii')))}"
-
-
 def unsigned_token(claims: Mapping[str, Any], header: Mapping[str, Any] | None = None) -> str:
     """An `alg: none` token with an empty signature."""
     full_header: dict[str, Any] = {"alg": "none", "typ": "JWT"}
-    _apply(full_header, header or {})
-    return f"{_segment(full_header)}.{_segment(claims)}."
+    apply_overrides(full_header, header or {})
+    return f"{json_segment(full_header)}.{json_segment(claims)}."
 
 
 def hs256_token(claims: Mapping[str, Any], secret: bytes, header: Mapping[str, Any] | None = None) -> str:
     """An HS256 token keyed with `secret`. Passing a `SigningKey.public_pem` gives the algorithm-confusion
     forgery: a validator that lets the header pick the algorithm would verify it with the public key."""
     full_header: dict[str, Any] = {"alg": "HS256", "typ": "JWT"}
-    _apply(full_header, header or {})
-    signing_input = f"{_segment(full_header)}.{_segment(claims)}"
+    apply_overrides(full_header, header or {})
+    signing_input = f"{json_segment(full_header)}.{json_segment(claims)}"
     mac = hmac.new(secret, signing_input.encode("ascii"), hashlib.sha256).digest()
     return f"{signing_input}.{b64url(mac)}"
 
 
-def _apply(target: dict[str, Any], overrides: Mapping[str, Any]) -> None:
-    for name, value in overrides.items():
-        if value is None:
-            target.pop(name, None)
-        else:
-            target[name] = value
-
-
-class TokenFactory:
-    """Entra-shaped access tokens for one tenant and API.
-
-    v2 tokens carry `preferred_username` and `azp`, the v2 issuer, and `audience` (the API's client-id
-    GUID). v1 tokens carry `upn` and `appid`, the `sts.windows.net` issuer, and `v1_audience`
-    (`api://{audience}` unless given). Keyword overrides replace any claim; None removes it.
-    """
-
-    def __init__(
-        self,
-        tenant_id: str,
-        audience: str,
-        key: SigningKey,
-        *,
-        v1_audience: str | None = None,
-        client_app_id: str = "11111111-2222-3333-4444-555555555555",
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.tenant_id = tenant_id
-        self.audience = audience
-        self.v1_audience = v1_audience or f"api://{audience}"
-        self.key = key
-        self.client_app_id = client_app_id
-        self._clock = clock
-
-    def user_claims(
-        self,
-        *,
-        oid: str | None = None,
-        upn: str = "user@contoso.com",
-        scopes: str | None = "Assignments.ReadWrite",
-        roles: Iterable[str] = (),
-        groups: Iterable[str] = (),
-        version: int = 2,
-        lifetime: int = 3600,
-        **overrides: Any,
-    ) -> dict[str, Any]:
-        oid = oid or str(uuid.uuid4())
-        claims = self._base_claims(version=version, lifetime=lifetime, oid=oid)
-        claims["name"] = upn.split("@")[0]
-        claims["idtyp"] = "user"
-        if version == 1:
-            claims.update(upn=upn, unique_name=upn, appid=self.client_app_id, appidacr="1")
-        else:
-            claims.update(preferred_username=upn, azp=self.client_app_id, azpacr="1")
-        if scopes is not None:
-            claims["scp"] = scopes
-        self._add_lists(claims, roles=roles, groups=groups)
-        _apply(claims, overrides)
-        return claims
-
-    def app_claims(
-        self,
-        *,
-        app_id: str | None = None,
-        oid: str | None = None,
-        roles: Iterable[str] = ("Assignments.Admin",),
-        version: int = 2,
-        lifetime: int = 3600,
-        **overrides: Any,
-    ) -> dict[str, Any]:
-        app_id = app_id or self.client_app_id
-        oid = oid or str(uuid.uuid4())
-        claims = self._base_claims(version=version, lifetime=lifetime, oid=oid)
-        claims["idtyp"] = "app"
-        if version == 1:
-            claims.update(appid=app_id, appidacr="1")
-        else:
-            claims.update(azp=app_id, azpacr="1")
-        self._add_lists(claims, roles=roles, groups=())
-        _apply(claims, overrides)
-        return claims
-
-    def user_token(
-        self,
-        *,
-        oid: str | None = None,
-        upn: str = "user@contoso.com",
-        scopes: str | None = "Assignments.ReadWrite",
-        roles: Iterable[str] = (),
-        groups: Iterable[str] = (),
-        version: int = 2,
-        lifetime: int = 3600,
-        key: SigningKey | None = None,
-        header: Mapping[str, Any] | None = None,
-        **overrides: Any,
-    ) -> str:
-        """A delegated token. `scopes=None` omits `scp`; empty `groups` omits the claim (as for overage)."""
-        claims = self.user_claims(
-            oid=oid, upn=upn, scopes=scopes, roles=roles, groups=groups, version=version, lifetime=lifetime, **overrides
-        )
-        return sign_token(claims, key or self.key, header)
-
-    def app_token(
-        self,
-        *,
-        app_id: str | None = None,
-        oid: str | None = None,
-        roles: Iterable[str] = ("Assignments.Admin",),
-        version: int = 2,
-        lifetime: int = 3600,
-        key: SigningKey | None = None,
-        header: Mapping[str, Any] | None = None,
-        **overrides: Any,
-    ) -> str:
-        """An app-only (client-credentials) token: no `scp`, `idtyp: app`, permissions in `roles`."""
-        claims = self.app_claims(app_id=app_id, oid=oid, roles=roles, version=version, lifetime=lifetime, **overrides)
-        return sign_token(claims, key or self.key, header)
+class TokenFactory(dev_signer.TokenFactory):
+    """The development signer's factory, plus the forgeries a validator must refuse."""
 
     def alg_none_token(self, **overrides: Any) -> str:
         """A user token that claims `alg: none`, naming the factory key's `kid`."""
@@ -229,74 +61,25 @@ class TokenFactory:
         """A user token HMAC-signed with the factory key's public PEM (algorithm confusion)."""
         return hs256_token(self.user_claims(**overrides), self.key.public_pem, {"kid": self.key.kid})
 
-    def _base_claims(self, *, version: int, lifetime: int, oid: str) -> dict[str, Any]:
-        if version not in (1, 2):
-            raise ValueError(f"version must be 1 or 2, not {version}")
-        now = int(self._clock())
-        return {
-            "aud": self.audience if version == 2 else self.v1_audience,
-            "iss": v2_issuer(self.tenant_id) if version == 2 else v1_issuer(self.tenant_id),
-            "iat": now,
-            "nbf": now,
-            "exp": now + lifetime,
-            "tid": self.tenant_id,
-            "oid": oid,
-            "sub": oid,
-            "ver": "2.0" if version == 2 else "1.0",
-            "uti": uuid.uuid4().hex[:22],
-        }
 
-    @staticmethod
-    def _add_lists(claims: dict[str, Any], *, roles: Iterable[str], groups: Iterable[str]) -> None:
-        roles, groups = list(roles), list(groups)
-        if roles:
-            claims["roles"] = roles
-        if groups:
-            claims["groups"] = groups
+class JwksServer(dev_signer.JwksServer):
+    """The signer's JWKS server, plus test knobs.
 
-
-class JwksServer:
-    """Serves `{"keys": [...]}` at `http://127.0.0.1:<free port>/keys` from a background thread.
-
-    Keys can be published or replaced while it runs (key rotation). `respond_with(status, body)` makes it
-    answer with anything else (an error status, a non-JSON body) to simulate an identity-provider outage or
-    a garbled document; `delay` slows every answer down so concurrent fetches overlap.
+    `respond_with(status, body)` makes it answer with anything else (an error status, a non-JSON body) to
+    simulate an identity-provider outage or a garbled document; `delay` slows every answer down so concurrent
+    fetches overlap; `fetch_count` counts every request.
     """
 
     def __init__(self, keys: Iterable[SigningKey | Mapping[str, Any]] = ()) -> None:
-        self._lock = threading.Lock()
-        self._keys: list[dict[str, Any]] = [_jwk(key) for key in keys]
         self._failure: tuple[int, bytes] | None = None
         self._fetch_count = 0
         self.delay = 0.0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        # A short poll interval keeps `stop()` (which waits for the serve loop to notice) fast.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="jwks-server", daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}/keys"
+        super().__init__(keys)
 
     @property
     def fetch_count(self) -> int:
         with self._lock:
             return self._fetch_count
-
-    def publish(self, key: SigningKey | Mapping[str, Any]) -> None:
-        with self._lock:
-            self._keys.append(_jwk(key))
-
-    def set_keys(self, keys: Iterable[SigningKey | Mapping[str, Any]]) -> None:
-        with self._lock:
-            self._keys = [_jwk(key) for key in keys]
 
     def respond_with(self, status: int = 500, body: bytes = b"") -> None:
         """Answer every request with `status` and `body` instead of the keys, until `respond_normally()`."""
@@ -307,49 +90,12 @@ class JwksServer:
         with self._lock:
             self._failure = None
 
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> JwksServer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _answer(self, path: str) -> tuple[int, bytes]:
+    def answer(self, path: str) -> tuple[int, bytes]:
         with self._lock:
             self._fetch_count += 1
             failure = self._failure
-            keys = list(self._keys)
         if self.delay:
             time.sleep(self.delay)
         if failure is not None:
             return failure
-        if path.split("?", maxsplit=1)[0] != "/keys":
-            return 404, b""
-        return 200, json.dumps({"keys": keys}).encode("utf-8")
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                status, body = owner._answer(self.path)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return Handler
-
-
-def _jwk(key: SigningKey | Mapping[str, Any]) -> dict[str, Any]:
-    return key.public_jwk() if isinstance(key, SigningKey) else dict(key)
+        return super().answer(path)
