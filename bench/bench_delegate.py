@@ -12,24 +12,15 @@ one user (every lookup after the first is a cache hit).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 
-from core.bootstrap import Runtime, set_runtime
-from tests.conftest import make_settings
-from tests.support.app import TEST_AUDIENCE, TEST_TENANT, FunctionCaller, Tokens
-from tests.support.services import start_azurite, start_cosmos
-from tests.support.tokens import JwksServer, SigningKey, TokenFactory
+from bench.harness import function_app, measure
+from tests.support.app import FunctionCaller, Response
 
 ASSIGNEE = "adam@contoso.com"
 ASSIGNEE_OID = "oid-adam"
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def add_user(app: FunctionCaller) -> str:
@@ -58,31 +49,20 @@ def new_assignment(app: FunctionCaller) -> str:
     return str(response.json()["id"])
 
 
-def run(app: FunctionCaller, label: str, n: int, delegate_to: Callable[[int], str]) -> None:
-    token = app.tokens.user(ASSIGNEE, oid=ASSIGNEE_OID)
-    ids = [new_assignment(app) for _ in range(n)]
-    upns = [delegate_to(i) for i in range(n)]
-    latencies_ms: list[float] = []
-    trips: list[int] = []
-    for assignment_id, upn in zip(ids, upns, strict=True):
-        before_trips, started = app.runtime.round_trips.count, time.perf_counter()
-        response = app.call(
-            "delegate_assignment",
-            method="POST",
-            url=f"/assignments/{assignment_id}/delegate",
-            token=token,
-            json_body={"toUpn": upn},
-            route_params={"id": assignment_id},
-        )
-        latencies_ms.append((time.perf_counter() - started) * 1000)
-        trips.append(app.runtime.round_trips.count - before_trips)
-        assert response.status == 201, response.body
-    counts = {count: trips.count(count) for count in sorted(set(trips))}
-    print(
-        f"{label:<34} n={n:<5} round trips {counts}  "
-        f"p50 {statistics.median(latencies_ms):6.2f} ms  p90 {percentile(latencies_ms, 0.9):6.2f} ms  "
-        f"p99 {percentile(latencies_ms, 0.99):6.2f} ms"
+def delegation(app: FunctionCaller, assignment_id: str, upn: str) -> Response:
+    return app.call(
+        "delegate_assignment",
+        method="POST",
+        url=f"/assignments/{assignment_id}/delegate",
+        token=app.tokens.user(ASSIGNEE, oid=ASSIGNEE_OID),
+        json_body={"toUpn": upn},
+        route_params={"id": assignment_id},
     )
+
+
+def run(app: FunctionCaller, label: str, n: int, delegate_to: Callable[[int], str]) -> None:
+    calls = [partial(delegation, app, new_assignment(app), delegate_to(i)) for i in range(n)]
+    measure(app, label, calls, expect=201)
 
 
 def main() -> None:
@@ -90,23 +70,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="delegations per run (default 200)")
     n = parser.parse_args().n
 
-    cosmos, azurite = start_cosmos(), start_azurite()
-    signing_key = SigningKey()
-    jwks = JwksServer([signing_key])
-    try:
-        runtime = Runtime(make_settings(cosmos, azurite, jwks))
-        set_runtime(runtime)
-        app = FunctionCaller(runtime=runtime, tokens=Tokens(TokenFactory(TEST_TENANT, TEST_AUDIENCE, signing_key)))
+    with function_app() as app:
         new_assignment(app)  # warm up: containers, JWKS, connections
-
         fresh = [add_user(app) for _ in range(n)]
         run(app, "directory cache miss (new users)", n, lambda i: fresh[i])
         repeated = add_user(app)
         run(app, "directory cache hit (one user)", n, lambda _i: repeated)
-    finally:
-        jwks.stop()
-        cosmos.stop()
-        azurite.stop()
 
 
 if __name__ == "__main__":
