@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -258,6 +259,8 @@ class AssignmentDocument(AssignmentFields):
     version: int = 1
     outbox: list[OutboxEvent] = Field(default_factory=list)
     idempotency: list[IdempotencyRecord] = Field(default_factory=list)
+    # The last progress `eventId`s applied, so a redelivered event changes nothing (see `rules.remember_event`).
+    processed_event_ids: list[str] = Field(default_factory=list)
     ts: float | None = Field(default=None, alias="_ts")
     etag: str | None = Field(default=None, alias="_etag")
 
@@ -278,3 +281,107 @@ class AssignmentDocument(AssignmentFields):
 def partition_key_of(assignment_id: str) -> str:
     """An assignment and its delegated successors (`{rootId}.{n}`) share the root's partition."""
     return assignment_id.split(".", 1)[0]
+
+
+# --- lifecycle requests --------------------------------------------------------------------------------
+
+AttemptCount = Annotated[int, Field(ge=1, le=1000)]
+
+
+class EventType(StrEnum):
+    VISITED = "visited"
+    ENGAGED = "engaged"
+    FLOW_STARTED = "flow_started"
+    FLOW_COMPLETED = "flow_completed"
+
+
+class ProgressEvent(CamelModel):
+    """The body of `POST /assignments/{id}/events`. `occurredAt` supplies the attempt's timestamps."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    type: EventType
+    occurred_at: Timestamp
+    chat_log_id: ShortText | None = None
+    score: Score | None = None
+    outcome_data: dict[str, Any] | None = None
+    note: LongText | None = None
+
+    @model_validator(mode="after")
+    def _outcome_only_when_completed(self) -> ProgressEvent:
+        # Only `flow_completed` closes an attempt with an outcome; elsewhere these would be silently lost.
+        if self.type != EventType.FLOW_COMPLETED and (
+            self.score is not None or self.outcome_data is not None or self.note is not None
+        ):
+            raise ValueError("score, outcomeData and note are allowed only on flow_completed events")
+        return self
+
+
+class CompleteRequest(CamelModel):
+    """The body of `POST /assignments/{id}/complete`: none, or `{}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReasonRequest(CamelModel):
+    """A body that carries only an optional `reason`."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: LongText | None = None
+
+
+class RejectRequest(ReasonRequest):
+    """The body of `POST /assignments/{id}/reject`."""
+
+
+class CancelRequest(ReasonRequest):
+    """The body of `POST /assignments/{id}/cancel`."""
+
+
+class ReassignRequest(ReasonRequest):
+    """The body of `POST /assignments/{id}/reassign`."""
+
+    to_upn: Upn
+
+
+class AssignmentPatch(CamelModel):
+    """The merge-patch body of `PATCH /assignments/{id}`: the fields present are changed, `null` clears one."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    due_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
+    originator_message: LongText | None = None
+    target_title: ShortText | None = None
+    max_attempts: AttemptCount | None = None
+    pass_score: Score | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the patch names, by attribute name; absent fields are not changes."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class ListRole(StrEnum):
+    ASSIGNEE = "assignee"
+    ORIGINATOR = "originator"
+    CANDIDATE = "candidate"
+
+
+def _comma_separated(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class ListQuery(CamelModel):
+    """The query string of `GET /assignments`. `status` is one status or a comma-separated list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: ListRole = ListRole.ASSIGNEE
+    status: Annotated[list[Status], BeforeValidator(_comma_separated)] = Field(default_factory=list)
+    due_before: Timestamp | None = None
+    page_size: Annotated[int, Field(ge=1, le=100)] = 50
+    continuation_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)] | None = None

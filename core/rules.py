@@ -23,7 +23,15 @@ from core.errors import (
     NotVisible,
     SelfDelegation,
 )
-from core.models import AssignmentDocument, AssignmentFields, Status
+from core.models import (
+    AssignmentDocument,
+    AssignmentFields,
+    Attempt,
+    CompletionCriteria,
+    EventType,
+    ProgressEvent,
+    Status,
+)
 
 if TYPE_CHECKING:
     from core.auth import Principal
@@ -218,3 +226,108 @@ def check_delegate(original: AssignmentFields, *, upn: str, user_key: str | None
         raise SelfDelegation("An assignment cannot be delegated to its current assignee")
     if upn in (member.lower() for member in original.delegation_chain):
         raise DelegationCycle(f"{upn} already held this assignment earlier in its delegation chain")
+
+
+# --- progress and attempts ---------------------------------------------------------------------------
+
+# Enough to absorb any realistic redelivery; bounded so a chatty reporter cannot grow the document forever.
+PROCESSED_EVENT_IDS_KEPT = 100
+
+_COMPLETING_EVENT: dict[CompletionCriteria, EventType] = {
+    CompletionCriteria.CHAT_VISITED: EventType.VISITED,
+    CompletionCriteria.CHAT_ENGAGED: EventType.ENGAGED,
+    CompletionCriteria.FLOW_STARTED: EventType.FLOW_STARTED,
+    CompletionCriteria.FLOW_COMPLETED: EventType.FLOW_COMPLETED,
+    CompletionCriteria.FLOW_PASSED: EventType.FLOW_COMPLETED,
+    # `manual` has no completing event: only `POST /complete` completes it.
+}
+
+
+def allowed_transition(assignment: AssignmentFields, operation: Operation, now: datetime) -> Status:
+    """The state checks every lifecycle write starts with, in the contract's order: the transition table
+    (409 `invalidTransition`, naming the status), then expiry (409 `expired`). Returns the target status."""
+    target = next_status(assignment, operation)
+    check_not_expired(assignment, now)
+    return target
+
+
+def meets_criterion(assignment: AssignmentFields, event: ProgressEvent) -> bool:
+    criterion = CompletionCriteria(assignment.completion_criteria)
+    if _COMPLETING_EVENT.get(criterion) != event.type:
+        return False
+    if criterion == CompletionCriteria.FLOW_PASSED:
+        return event.score is not None and assignment.pass_score is not None and event.score >= assignment.pass_score
+    return True
+
+
+def open_attempt(assignment: AssignmentFields) -> Attempt | None:
+    """Attempts close in order, so only the last one can be open."""
+    if assignment.attempts and assignment.attempts[-1].completed_at is None:
+        return assignment.attempts[-1]
+    return None
+
+
+def _opens_attempt(assignment: AssignmentFields, event: ProgressEvent, current: Attempt | None) -> bool:
+    if event.chat_log_id is not None and all(a.chat_log_id != event.chat_log_id for a in assignment.attempts):
+        return True
+    if event.type == EventType.FLOW_STARTED:
+        # A flow started in the chat session of the open attempt belongs to that attempt.
+        return current is None or current.chat_log_id is None or current.chat_log_id != event.chat_log_id
+    # `flow_completed` with nothing open opens an attempt, and closes it at once below.
+    return event.type == EventType.FLOW_COMPLETED and current is None
+
+
+def record_progress(assignment: AssignmentFields, event: ProgressEvent) -> Operation:
+    """Apply a progress event to the attempts, and say which operation it amounts to.
+
+    - `flow_started`, or an unseen `chatLogId`, opens an attempt (`startedAt`, `chatLogId`); an attempt
+      still open is first closed with `score` null.
+    - `flow_completed` closes the open attempt with its outcome, opening one first if none is open.
+    - Opening more than `maxAttempts` attempts is refused (409 `invalidTransition`), before any change.
+
+    The operation is `COMPLETE` when the event meets the criterion, `FAIL` when a `flow_passed` attempt
+    closes below `passScore` on the last allowed attempt, otherwise `START` (from `pending`) or `PROGRESS`.
+    """
+    current = open_attempt(assignment)
+    if _opens_attempt(assignment, event, current):
+        if assignment.max_attempts is not None and len(assignment.attempts) >= assignment.max_attempts:
+            raise InvalidTransition(
+                f"All {assignment.max_attempts} attempts allowed have been made; no attempt can be opened"
+                f" (the status is {Status(assignment.status).value})",
+                current_status=Status(assignment.status).value,
+                delegated_to=assignment.delegated_to,
+            )
+        if current is not None:
+            current.completed_at = event.occurred_at
+        current = Attempt(started_at=event.occurred_at, chat_log_id=event.chat_log_id)
+        assignment.attempts.append(current)
+    if event.type == EventType.FLOW_COMPLETED and current is not None:
+        current.completed_at = event.occurred_at
+        current.score = event.score
+        current.outcome_data = event.outcome_data
+        current.note = event.note
+
+    if meets_criterion(assignment, event):
+        return Operation.COMPLETE
+    if is_failed_attempt(assignment, event):
+        return Operation.FAIL
+    return Operation.START if assignment.status == Status.PENDING else Operation.PROGRESS
+
+
+def is_failed_attempt(assignment: AssignmentFields, event: ProgressEvent) -> bool:
+    """A `flow_passed` attempt that closes without passing, as the last one allowed, fails the assignment."""
+    return (
+        assignment.completion_criteria == CompletionCriteria.FLOW_PASSED
+        and event.type == EventType.FLOW_COMPLETED
+        and not meets_criterion(assignment, event)
+        and assignment.max_attempts is not None
+        and len(assignment.attempts) >= assignment.max_attempts
+    )
+
+
+def was_processed(document: AssignmentDocument, event_id: str) -> bool:
+    return event_id in document.processed_event_ids
+
+
+def remember_event(document: AssignmentDocument, event_id: str) -> None:
+    document.processed_event_ids = [*document.processed_event_ids, event_id][-PROCESSED_EVENT_IDS_KEPT:]

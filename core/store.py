@@ -23,7 +23,7 @@ from azure.cosmos.exceptions import (
     CosmosHttpResponseError,
 )
 
-from core.errors import ConcurrencyConflict, DuplicateId, ServiceUnavailable
+from core.errors import ConcurrencyConflict, DuplicateId, FieldError, ServiceUnavailable, ValidationFailed
 from core.models import AssignmentDocument, partition_key_of
 
 # Throttling is answered by telling the caller when to come back, not by holding the request open
@@ -227,7 +227,16 @@ class CosmosAssignmentStore:
             else:
                 kwargs["enable_cross_partition_query"] = True
             pages: Any = self._container.query_items(sql, **kwargs).by_page(continuation_token)
-            items = list(next(pages, []))
+            try:
+                items = list(next(pages, []))
+            except CosmosHttpResponseError as error:
+                # The caller's token is the only part of a query the caller wrote; Cosmos refuses a bad one with 400.
+                if error.status_code == 400 and continuation_token is not None:
+                    message = "is not a valid continuation token"
+                    raise ValidationFailed(
+                        f"continuationToken {message}", [FieldError("continuationToken", message)]
+                    ) from error
+                raise
             token = pages.continuation_token
         return Page(items=items, continuation_token=token or None)
 
