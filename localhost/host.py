@@ -1,0 +1,144 @@
+"""The local host: runs a function app's own registered functions, as indexed from its metadata.
+
+It takes the functions `localhost.indexing` produced (the worker's checks already passed) and the app settings,
+and wires each function's trigger: HTTP triggers to the HTTP front end, Cosmos DB triggers to change-feed
+listeners, timer triggers to schedulers. Output bindings go through `localhost.invocation`. A binding it cannot
+honour (an unresolved `%SETTING%`, an unsupported binding type, a missing container) stops it at construction
+or start, loudly, instead of silently dropping the function.
+
+`AzureWebJobs.<function>.Disabled` set to true/1 disables a function, as on the real host.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from core.clock import Clock, utc_now
+from localhost.app_settings import AppSettings, BindingConfigError
+from localhost.change_feed import ChangeFeedListener, CosmosTriggerBinding
+from localhost.http_server import HttpFrontEnd, HttpFunction
+from localhost.indexing import IndexedFunction
+from localhost.invocation import FunctionInvoker
+from localhost.routing import Route, RouteTable, RouteTemplateError, join_prefix
+from localhost.services import REPO_ROOT
+from localhost.timers import ScheduleStatusStore, Sleep, TimerBinding, TimerListener, describe_next
+
+log = logging.getLogger("localhost")
+
+# The host's routePrefix when host.json does not set one.
+DEFAULT_ROUTE_PREFIX = "api"
+
+
+def read_route_prefix(host_json: Path = REPO_ROOT / "host.json") -> str:
+    document = json.loads(host_json.read_text())
+    prefix = document.get("extensions", {}).get("http", {}).get("routePrefix", DEFAULT_ROUTE_PREFIX)
+    return str(prefix)
+
+
+class LocalHost:
+    def __init__(
+        self,
+        functions: Sequence[IndexedFunction],
+        app_settings: Mapping[str, str],
+        *,
+        address: str = "127.0.0.1",
+        port: int = 7071,
+        route_prefix: str | None = None,
+        clock: Clock = utc_now,
+        timer_sleep: Sleep | None = None,
+        schedule_status: ScheduleStatusStore | None = None,
+    ) -> None:
+        settings = AppSettings(app_settings)
+        names = [function.name for function in functions]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise BindingConfigError(f"duplicate function names: {duplicates}")
+        prefix = read_route_prefix() if route_prefix is None else route_prefix
+        self._clock = clock
+        self.descriptions: list[str] = []
+        routes: list[Route[HttpFunction]] = []
+        self.change_feeds: list[ChangeFeedListener] = []
+        self.timers: list[TimerListener] = []
+        for function in functions:
+            if settings.is_true(f"AzureWebJobs.{function.name}.Disabled"):
+                self.descriptions.append(f"{function.name}: disabled")
+                continue
+            invoker = FunctionInvoker(function, settings)
+            trigger = function.trigger
+            kind = trigger["type"]
+            if kind == "httpTrigger":
+                routes.append(self._route(function, invoker, prefix))
+            elif kind == "cosmosDBTrigger":
+                binding = CosmosTriggerBinding.from_raw(function.name, trigger, settings)
+                self.change_feeds.append(ChangeFeedListener(binding, invoker, clock=clock))
+                self.descriptions.append(f"{function.name}: cosmosDBTrigger on {binding.database}/{binding.container}")
+            elif kind == "timerTrigger":
+                timer = TimerBinding.from_raw(function.name, trigger, settings)
+                self.timers.append(
+                    TimerListener(timer, invoker, clock=clock, sleep=timer_sleep, status_store=schedule_status)
+                )
+                self.descriptions.append(f"{function.name}: timerTrigger ({timer.schedule})")
+            else:
+                raise BindingConfigError(f"function {function.name}: the local host does not support {kind} triggers")
+        self.http = HttpFrontEnd(RouteTable(routes), address=address, port=port)
+        self.descriptions[:0] = [
+            f"{route.target.invoker.name}: [{','.join(sorted(route.methods or {'*'}))}] {self.url}/{route.template}"
+            for route in routes
+        ]
+        self._started: list[ChangeFeedListener | TimerListener] = []
+
+    def _route(self, function: IndexedFunction, invoker: FunctionInvoker, prefix: str) -> Route[HttpFunction]:
+        trigger = function.trigger
+        methods = trigger.get("methods")
+        response_binding = next(
+            (str(b["name"]) for b in function.raw_bindings if b["type"] == "http" and b["direction"] == "OUT"),
+            "$return",
+        )
+        template = join_prefix(prefix, str(trigger.get("route") or function.name))
+        try:
+            return Route(
+                template,
+                frozenset(str(m).upper() for m in methods) if methods else None,
+                HttpFunction(invoker, response_binding),
+            )
+        except RouteTemplateError as error:
+            raise BindingConfigError(f"function {function.name}: {error}") from None
+
+    @property
+    def url(self) -> str:
+        return self.http.url
+
+    def start(self) -> None:
+        self.http.start()
+        try:
+            listeners: list[ChangeFeedListener | TimerListener] = [*self.change_feeds, *self.timers]
+            for listener in listeners:
+                listener.start()
+                self._started.append(listener)
+        except BaseException:
+            self.stop()
+            raise
+        for timer in self.timers:
+            upcoming = ", ".join(
+                f"{moment:%Y-%m-%d %H:%M:%S}Z" for moment in describe_next(timer.binding, self._clock())
+            )
+            log.info("Timer %s next fires at %s", timer.binding.function_name, upcoming)
+
+    def stop(self) -> None:
+        for listener in reversed(self._started):
+            listener.stop()
+        self._started.clear()
+        self.http.stop()
+
+    def __enter__(self) -> LocalHost:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,230 @@
+"""Calling one function the way the Python worker does, and delivering what its output bindings were given.
+
+The trigger value goes to the trigger's parameter; each output binding's parameter gets a `func.Out`; a
+`context` parameter gets a `func.Context`; coroutine functions run to completion on an event loop. After a
+successful call, every output binding that was set (or `$return`, for non-HTTP outputs) is sent to its target;
+after a failed call nothing is sent, as on the real host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import azure.functions as func
+from azure.core.exceptions import ResourceExistsError
+from azure.functions._abc import RetryContext, TraceContext  # the abstract types func.Context returns
+from azure.storage.queue import BinaryBase64EncodePolicy, QueueClient
+
+from localhost.app_settings import AppSettings, BindingConfigError
+from localhost.indexing import IndexedFunction
+
+log = logging.getLogger("localhost")
+T = TypeVar("T")
+
+
+class OutValue(func.Out[T], Generic[T]):
+    """The `func.Out[...]` the worker hands an output binding's parameter."""
+
+    def __init__(self) -> None:
+        self._value: T | None = None
+
+    def set(self, val: T) -> None:
+        self._value = val
+
+    def get(self) -> T:
+        return self._value  # type: ignore[return-value]  # unset reads as None, as in the worker
+
+
+class _TraceContext(TraceContext):
+    """No distributed trace locally: empty W3C fields."""
+
+    @property
+    def trace_parent(self) -> str:
+        return ""
+
+    @property
+    def trace_state(self) -> str:
+        return ""
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return {}
+
+
+class _RetryContext(RetryContext):
+    """The local host never retries an invocation."""
+
+    @property
+    def retry_count(self) -> int:
+        return 0
+
+    @property
+    def max_retry_count(self) -> int:
+        return 0
+
+    @property
+    def exception(self) -> Any:
+        return None
+
+
+class LocalContext(func.Context):
+    _thread_local = threading.local()
+
+    def __init__(self, function_name: str, invocation_id: str) -> None:
+        self._function_name = function_name
+        self._invocation_id = invocation_id
+
+    @property
+    def invocation_id(self) -> str:
+        return self._invocation_id
+
+    @property
+    def thread_local_storage(self) -> Any:
+        return self._thread_local
+
+    @property
+    def function_name(self) -> str:
+        return self._function_name
+
+    @property
+    def function_directory(self) -> str:
+        return ""
+
+    @property
+    def trace_context(self) -> TraceContext:
+        return _TraceContext()
+
+    @property
+    def retry_context(self) -> RetryContext:
+        return _RetryContext()
+
+
+class OutputBinding(Protocol):
+    def send(self, value: Any) -> None: ...
+
+
+class QueueOutput:
+    """A `queue` output binding: each message is base64-encoded, as the Functions queue trigger expects.
+
+    The queue is created on first use, as the host creates it.
+    """
+
+    def __init__(self, connection_string: str, queue_name: str) -> None:
+        self.queue_name = queue_name
+        self._client = QueueClient.from_connection_string(
+            connection_string, queue_name, message_encode_policy=BinaryBase64EncodePolicy()
+        )
+        self._lock = threading.Lock()
+        self._created = False
+
+    def send(self, value: Any) -> None:
+        messages = _queue_messages(value)
+        self._ensure_queue()
+        for message in messages:
+            self._client.send_message(message)
+
+    def _ensure_queue(self) -> None:
+        with self._lock:
+            if self._created:
+                return
+            with contextlib.suppress(ResourceExistsError):
+                self._client.create_queue()
+            self._created = True
+
+
+def _queue_messages(value: Any) -> list[bytes]:
+    if isinstance(value, str):
+        return [value.encode("utf-8")]
+    if isinstance(value, bytes):
+        return [value]
+    if isinstance(value, func.QueueMessage):
+        return [value.get_body()]
+    if isinstance(value, list | tuple):
+        return [message for item in value for message in _queue_messages(item)]
+    raise TypeError(f"a queue output takes str, bytes, func.QueueMessage or a list of them, not {type(value).__name__}")
+
+
+def build_output_binding(binding: Mapping[str, Any], settings: AppSettings, where: str) -> OutputBinding | None:
+    """The sender for an output binding; None for `http` (the HTTP front end writes it back)."""
+    kind = binding["type"]
+    if kind == "http":
+        return None
+    if kind == "queue":
+        queue_name = settings.resolve(str(binding["queueName"]), where=where)
+        return QueueOutput(settings.storage_connection_string(binding.get("connection"), where=where), queue_name)
+    raise BindingConfigError(f"{where}: the local host does not support {kind} output bindings")
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What one successful call produced: its return value and the values set on its output parameters."""
+
+    returned: Any
+    outputs: dict[str, Any]
+
+    def value_of(self, binding_name: str) -> Any:
+        return self.returned if binding_name == "$return" else self.outputs.get(binding_name)
+
+
+class FunctionInvoker:
+    def __init__(self, function: IndexedFunction, settings: AppSettings) -> None:
+        self.function = function
+        self.name = function.name
+        self._user_function = function.function.get_user_function()
+        self._trigger_name = str(function.trigger["name"])
+        parameters = inspect.signature(self._user_function).parameters
+        self._takes_context = "context" in parameters and "context" not in {b["name"] for b in function.raw_bindings}
+        self._out_parameters = [
+            str(b["name"]) for b in function.raw_bindings if b["direction"] == "OUT" and b["name"] != "$return"
+        ]
+        self.outputs: dict[str, OutputBinding] = {}
+        for binding in function.raw_bindings:
+            where = f"function {function.name}, binding {binding['name']}"
+            if binding["direction"] == "OUT":
+                sender = build_output_binding(binding, settings, where)
+                if sender is not None:
+                    self.outputs[str(binding["name"])] = sender
+            elif binding is not function.trigger:
+                raise BindingConfigError(f"{where}: the local host does not support {binding['type']} input bindings")
+
+    def __call__(self, trigger_value: Any, *, reason: str) -> Invocation:
+        invocation_id = str(uuid.uuid4())
+        kwargs: dict[str, Any] = {self._trigger_name: trigger_value}
+        outs: dict[str, OutValue[Any]] = {name: OutValue() for name in self._out_parameters}
+        kwargs.update(outs)
+        if self._takes_context:
+            kwargs["context"] = LocalContext(self.name, invocation_id)
+        started = time.perf_counter()
+        try:
+            returned = self._user_function(**kwargs)
+            if inspect.isawaitable(returned):
+                returned = asyncio.run(_awaited(returned))
+            invocation = Invocation(returned, {name: out.get() for name, out in outs.items()})
+            for name, sender in self.outputs.items():
+                value = invocation.value_of(name)
+                if value is not None:
+                    sender.send(value)
+        except Exception:
+            log.info("Executed 'Functions.%s' (Failed, Id=%s, Reason=%s)", self.name, invocation_id, reason)
+            raise
+        log.info(
+            "Executed 'Functions.%s' (Succeeded, Id=%s, Reason=%s, Duration=%.0fms)",
+            self.name,
+            invocation_id,
+            reason,
+            (time.perf_counter() - started) * 1000,
+        )
+        return invocation
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable

@@ -1,0 +1,185 @@
+"""The run command (`scripts/run`, or `.venv/bin/python -m localhost`): the app, locally, in one step.
+
+1. Refuses to run on an Azure instance (`WEBSITE_INSTANCE_ID` set).
+2. Starts the Cosmos DB emulator and Azurite, unless `COSMOS_ENDPOINT` / `AzureWebJobsStorage` name services to
+   use instead.
+3. With `LOCAL_DEV_SIGNER` (default 1 here), starts the development token signer and trusts only it.
+4. Creates the database and containers, seeds the demo data, and starts the local host on `PORT` (default
+   7071; 0 picks a free port) with `function_app.py`'s own functions.
+5. Prints what runs where and a curl command, with a demo user's token, that answers 200.
+
+Ctrl-C (or SIGTERM) stops the host, the signer and the emulators it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from types import FrameType
+
+from pydantic import ValidationError
+
+from core.bootstrap import Runtime, set_runtime
+from core.settings import Settings
+from localhost.app_settings import app_settings_of
+from localhost.demo import GRACE, WELCOME_ID, DemoData, seed_demo_data
+from localhost.dev_signer import DEV_TOKEN_LIFETIME_SECONDS, DevSigner, DevSignerRefused, refuse_in_azure
+from localhost.host import LocalHost
+from localhost.indexing import index_app
+from localhost.services import RunningService, start_azurite, start_cosmos
+
+log = logging.getLogger("localhost")
+
+DEFAULT_PORT = 7071
+EPILOG = """settings (environment variables):
+  PORT                 the HTTP port (default 7071; 0 picks a free one)
+  LOCAL_DEV_SIGNER     1 (default here) trusts the development token signer; 0 uses the AUTH_* settings
+  COSMOS_ENDPOINT      use this Cosmos DB account (with COSMOS_KEY) instead of starting the emulator
+  AzureWebJobsStorage  use this Storage account instead of starting Azurite
+Every other setting of local.settings.sample.json is read from the environment too."""
+
+
+class StartupError(Exception):
+    """A reason not to start that the user can fix; printed without a traceback."""
+
+
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _flag(environ: Mapping[str, str], name: str, default: str) -> bool:
+    return environ.get(name, default).strip().lower() in ("1", "true")
+
+
+def _start_services(environ: Mapping[str, str], stack: contextlib.ExitStack) -> tuple[dict[str, str], list[str]]:
+    values: dict[str, str] = {}
+    lines: list[str] = []
+
+    def started(service: RunningService, label: str) -> None:
+        stack.callback(service.stop)
+        lines.append(f"  {label:<22} {service.endpoint}  (started here, pid {service.pid})")
+
+    if environ.get("COSMOS_ENDPOINT"):
+        lines.append(f"  {'Cosmos DB':<22} {environ['COSMOS_ENDPOINT']}  (COSMOS_ENDPOINT)")
+    else:
+        cosmos = start_cosmos()
+        started(cosmos, "Cosmos DB emulator")
+        values.update(COSMOS_ENDPOINT=cosmos.endpoint, COSMOS_KEY=cosmos.key, CosmosDB=cosmos.connection_string)
+    if environ.get("AzureWebJobsStorage"):
+        lines.append(f"  {'Storage':<22} (AzureWebJobsStorage)")
+    else:
+        azurite = start_azurite()
+        started(azurite, "Azurite")
+        values["AzureWebJobsStorage"] = azurite.connection_string
+    return values, lines
+
+
+def _settings(values: Mapping[str, str]) -> Settings:
+    os.environ.update(values)  # app settings are environment variables, on Azure as under `func start`
+    try:
+        return Settings()
+    except ValidationError as error:
+        missing = ", ".join(str(e["loc"][0]) for e in error.errors())
+        raise StartupError(
+            f"these settings are missing or invalid: {missing} (with LOCAL_DEV_SIGNER=0 the AUTH_* settings "
+            "must name a real identity provider)"
+        ) from None
+
+
+def _banner(host: LocalHost, services: list[str], signer: DevSigner | None, demo: DemoData) -> str:
+    url = host.url
+    lines = [
+        "",
+        f"Assignments is running locally at {url}   (Ctrl-C stops it and everything it started)",
+        "",
+        "Functions:",
+        *(f"  {description}" for description in host.descriptions),
+        "",
+        "Services:",
+        *services,
+    ]
+    if signer is not None:
+        lines.append(f"  {'Development signer':<22} {signer.jwks_uri}  (tokens for this run only)")
+    lines += [
+        "",
+        "Demo data: users " + ", ".join(f"{u.upn} (key {u.user_key})" for u in demo.users),
+        f"  assignments {', '.join(demo.assignment_ids)}; unassigned task {demo.task_id} "
+        f"for candidate group {demo.candidate_group}",
+        "",
+        f"Health:  curl -s {url}/health",
+    ]
+    if signer is None:
+        lines.append("(LOCAL_DEV_SIGNER=0: bring a token from your identity provider.)")
+        return "\n".join(lines)
+    hours = DEV_TOKEN_LIFETIME_SECONDS // 3600
+    token = signer.user_token(oid=GRACE.user_key, upn=GRACE.upn, groups=GRACE.groups)
+    lines += [
+        f"Tokens of the demo users (valid {hours} h), to paste into your shell:",
+        *(
+            f"  export TOKEN_{user.upn.split('@')[0].upper()}="
+            + signer.user_token(oid=user.user_key, upn=user.upn, groups=user.groups)
+            for user in demo.users
+        ),
+        "",
+        f"Try it: {GRACE.upn} reads the assignment made for her (answers 200):",
+        "",
+        f'curl -s {url}/assignments/{WELCOME_ID} -H "Authorization: Bearer {token}"',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run(environ: Mapping[str, str]) -> None:
+    refuse_in_azure(environ)
+    port = int(environ.get("PORT") or DEFAULT_PORT)
+    with contextlib.ExitStack() as stack:
+        values, service_lines = _start_services(environ, stack)
+        signer: DevSigner | None = None
+        if _flag(environ, "LOCAL_DEV_SIGNER", "1"):
+            signer = DevSigner(environ=environ)
+            stack.callback(signer.stop)
+            values.update(signer.app_settings())
+        settings = _settings({**environ, **values})
+        app_settings = {**app_settings_of(settings), **environ, **values}
+        os.environ.update(app_settings)
+        runtime = Runtime(settings)
+        set_runtime(runtime)
+        runtime.store  # noqa: B018 - creates the database and containers now rather than at the first request
+        demo = seed_demo_data(runtime)
+        try:
+            host = LocalHost(index_app("function_app"), app_settings, port=port)
+        except OSError as error:
+            raise StartupError(
+                f"cannot listen on 127.0.0.1:{port} ({error.strerror}); set PORT to another port"
+            ) from None
+        stack.callback(host.stop)
+        host.start()
+        print(_banner(host, service_lines, signer, demo), flush=True)
+        while True:
+            time.sleep(3600)  # until Ctrl-C or SIGTERM; the ExitStack then stops everything, newest first
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        prog="python -m localhost",
+        description="Serve function_app.py locally with the emulators, demo data and a development token signer.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%X")
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        run(os.environ)
+    except KeyboardInterrupt:
+        print("\nStopped.", flush=True)
+    except (StartupError, DevSignerRefused) as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 2
+    return 0
