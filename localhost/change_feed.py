@@ -123,12 +123,17 @@ class ChangeFeedListener:
         self._monitored: ContainerProxy | None = None
         self._leases: ContainerProxy | None = None
 
-    def start(self) -> None:
+    def open(self) -> None:
+        """Check the containers, read the lease, and fix the start position; `poll_once()` may follow."""
         self._monitored = self._open_monitored()
         self._leases = self._open_leases()
         self._continuation = self._read_lease()
         if self._continuation is None and not self.binding.start_from_beginning and not self.binding.start_from_time:
             self.poll_once()  # "now": nothing is delivered, but the position is fixed and leased
+
+    def start(self) -> None:
+        """`open()`, then poll on a thread of its own until `stop()`."""
+        self.open()
         self._thread = threading.Thread(target=self._run, name=f"change-feed-{self.binding.function_name}", daemon=True)
         self._thread.start()
 
@@ -147,7 +152,7 @@ class ChangeFeedListener:
 
     def poll_once(self) -> int:
         """Drain the change feed from the leased position; return how many documents were delivered."""
-        assert self._monitored is not None, "start() first"
+        assert self._monitored is not None, "open() first"
         delivered = 0
         pages = self._monitored.query_items_change_feed(
             max_item_count=self.binding.max_items, **self._position()

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -284,7 +284,7 @@ class JwksServer:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> JwksServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -150,7 +150,9 @@ class _Handler(BaseHTTPRequestHandler):
         host = self.headers.get("host") or f"{front_end.address}:{front_end.port}"
         reply = front_end.handle(self.command, self.path, dict(self._joined_headers()), body, host)
         self._write(reply)
-        log.debug("%s %s -> %d (%.0f ms)", self.command, self.path, reply.status, (time.perf_counter() - started) * 1000)
+        log.debug(
+            "%s %s -> %d (%.0f ms)", self.command, self.path, reply.status, (time.perf_counter() - started) * 1000
+        )
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 

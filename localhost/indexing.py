@@ -84,7 +84,11 @@ def _check_function(fn: Function) -> None:
 
 
 def index_module(module: ModuleType) -> list[IndexedFunction]:
-    app = _find_app(module)
+    return index_functions(_find_app(module))
+
+
+def index_functions(app: FunctionRegister) -> list[IndexedFunction]:
+    """Index one app object (call it once per app: `get_functions()` raises the second time)."""
     functions = app.get_functions()  # the worker calls this once; a second call raises on the same app
     indexed = []
     for fn in functions:

@@ -235,8 +235,9 @@ def parse_template(template: str) -> tuple[Segment, ...]:
 
 
 def _mixed_pattern(segment: Segment) -> re.Pattern[str]:
+    # Greedy groups: like ASP.NET, which matches a mixed segment from the right, the last literal splits it.
     pattern = "".join(
-        re.escape(part) if isinstance(part, str) else f"(?P<p{index}>.+?)" for index, part in enumerate(segment.parts)
+        re.escape(part) if isinstance(part, str) else f"(?P<p{index}>.+)" for index, part in enumerate(segment.parts)
     )
     return re.compile(f"^{pattern}$", re.IGNORECASE)
 

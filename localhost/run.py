@@ -53,10 +53,6 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _flag(environ: Mapping[str, str], name: str, default: str) -> bool:
-    return environ.get(name, default).strip().lower() in ("1", "true")
-
-
 def _start_services(environ: Mapping[str, str], stack: contextlib.ExitStack) -> tuple[dict[str, str], list[str]]:
     values: dict[str, str] = {}
     lines: list[str] = []
@@ -141,7 +137,7 @@ def run(environ: Mapping[str, str]) -> None:
     with contextlib.ExitStack() as stack:
         values, service_lines = _start_services(environ, stack)
         signer: DevSigner | None = None
-        if _flag(environ, "LOCAL_DEV_SIGNER", "1"):
+        if environ.get("LOCAL_DEV_SIGNER", "1").strip().lower() in ("1", "true"):
             signer = DevSigner(environ=environ)
             stack.callback(signer.stop)
             values.update(signer.app_settings())

@@ -1,0 +1,215 @@
+"""Cosmos DB trigger functions fed from the emulator's change feed: order, batches, leases, failures."""
+
+import base64
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from azure.cosmos import ContainerProxy, DatabaseProxy, PartitionKey
+from azure.storage.queue import QueueClient
+
+from core.bootstrap import Runtime
+from core.settings import Settings
+from core.store import make_cosmos_client
+from localhost.app_settings import AppSettings, BindingConfigError, CosmosConnection
+from localhost.change_feed import ChangeFeedListener, CosmosTriggerBinding
+from localhost.invocation import FunctionInvoker
+from tests.fixtures.feed_probe_app import FEED, FEED_POLL_DELAY_MS
+from tests.localhost.conftest import probe_functions
+
+FEED_PROBE = "tests.fixtures.feed_probe_app"
+
+
+@pytest.fixture
+def database(runtime: Runtime, settings: Settings) -> DatabaseProxy:
+    client = make_cosmos_client(settings.cosmos_endpoint, settings.cosmos_key)
+    return client.create_database_if_not_exists(settings.cosmos_database)
+
+
+@pytest.fixture
+def container(database: DatabaseProxy) -> ContainerProxy:
+    return database.create_container(f"feed-{uuid.uuid4().hex[:10]}", partition_key=PartitionKey("/pk"))
+
+
+@pytest.fixture
+def binding(settings: Settings, container: ContainerProxy) -> CosmosTriggerBinding:
+    connection = CosmosConnection(settings.cosmos_endpoint, settings.cosmos_key)
+    return CosmosTriggerBinding(
+        function_name="feed_probe",
+        connection=connection,
+        database=settings.cosmos_database,
+        container=container.id,
+        lease_connection=connection,
+        lease_database=settings.cosmos_database,
+        lease_container=f"leases-{uuid.uuid4().hex[:10]}",
+        lease_prefix="test-",
+        create_lease_container=True,
+        max_items=100,
+        poll_delay_seconds=FEED_POLL_DELAY_MS / 1000,
+        start_from_beginning=True,
+        start_from_time=None,
+    )
+
+
+@pytest.fixture
+def invoker(app_settings: dict[str, str]) -> FunctionInvoker:
+    (function,) = probe_functions(FEED_PROBE, "feed_probe")
+    return FunctionInvoker(function, AppSettings(app_settings))
+
+
+@pytest.fixture
+def listeners() -> Iterator[list[ChangeFeedListener]]:
+    started: list[ChangeFeedListener] = []
+    yield started
+    for listener in started:
+        listener.stop()
+
+
+def start(
+    listeners: list[ChangeFeedListener], binding: CosmosTriggerBinding, invoker: FunctionInvoker, *, poll: bool = False
+) -> ChangeFeedListener:
+    """A started listener. With `poll`, it is only opened: the test drives it with `poll_once()`."""
+    listener = ChangeFeedListener(binding, invoker)
+    if poll:
+        listener.open()
+    else:
+        listener.start()
+        listeners.append(listener)
+    return listener
+
+
+def batches_of(run: str) -> list[list[dict[str, Any]]]:
+    return [batch for _, batch in FEED.entries() if batch and batch[0].get("run") == run]
+
+
+def write(container: ContainerProxy, run: str, *names: str, **fields: Any) -> None:
+    for name in names:
+        container.upsert_item({"id": f"{run}-{name}", "pk": name, "run": run, **fields})
+
+
+def ids(batches: list[list[dict[str, Any]]], run: str) -> list[list[str]]:
+    return [[document["id"].removeprefix(f"{run}-") for document in batch] for batch in batches]
+
+
+def test_the_binding_resolves_from_the_functions_own_metadata(app_settings: dict[str, str], settings: Settings) -> None:
+    (function,) = probe_functions(FEED_PROBE, "feed_probe")
+    binding = CosmosTriggerBinding.from_raw(function.name, function.trigger, AppSettings(app_settings))
+    assert binding.connection == CosmosConnection(settings.cosmos_endpoint, settings.cosmos_key)
+    assert (binding.database, binding.container) == (settings.cosmos_database, settings.cosmos_assignments_container)
+    assert (binding.lease_database, binding.lease_container) == (
+        settings.cosmos_database,
+        settings.cosmos_leases_container,
+    )
+    assert binding.lease_prefix == "feed-probe-"
+    assert binding.create_lease_container
+    assert binding.poll_delay_seconds == FEED_POLL_DELAY_MS / 1000
+    assert binding.max_items == 100
+    assert not binding.start_from_beginning
+
+
+def test_an_unknown_connection_setting_is_refused(app_settings: dict[str, str]) -> None:
+    (function,) = probe_functions(FEED_PROBE, "feed_probe")
+    settings = AppSettings({k: v for k, v in app_settings.items() if not k.startswith("CosmosDB")})
+    with pytest.raises(BindingConfigError, match="set the app setting CosmosDB"):
+        CosmosTriggerBinding.from_raw(function.name, function.trigger, settings)
+
+
+def test_modification_order_in_batches_of_at_most_max_items(
+    container: ContainerProxy,
+    binding: CosmosTriggerBinding,
+    invoker: FunctionInvoker,
+    listeners: list[ChangeFeedListener],
+) -> None:
+    run = uuid.uuid4().hex
+    write(container, run, "a", "b", "c", "d", "e")
+    write(container, run, "a", touched=True)  # the latest version of `a` now comes last
+    listener = start(listeners, replace(binding, max_items=2), invoker, poll=True)
+    assert listener.poll_once() == 5
+    assert ids(batches_of(run), run) == [["b", "c"], ["d", "e"], ["a"]]
+    assert batches_of(run)[-1][0]["touched"] is True
+
+
+def test_a_restart_resumes_from_the_lease(
+    container: ContainerProxy,
+    binding: CosmosTriggerBinding,
+    invoker: FunctionInvoker,
+    listeners: list[ChangeFeedListener],
+    database: DatabaseProxy,
+) -> None:
+    run = uuid.uuid4().hex
+    write(container, run, "a", "b")
+    start(listeners, binding, invoker, poll=True).poll_once()
+    write(container, run, "c")
+    assert start(listeners, binding, invoker, poll=True).poll_once() == 1
+    assert ids(batches_of(run), run) == [["a", "b"], ["c"]]
+    lease = database.get_container_client(binding.lease_container).read_item(binding.lease_id, binding.lease_id)
+    assert lease["ContinuationToken"]
+    assert binding.lease_id == f"test-feed_probe.{binding.database}.{binding.container}"
+
+
+def test_when_the_function_raises_the_checkpoint_still_advances_and_it_is_logged(
+    container: ContainerProxy,
+    binding: CosmosTriggerBinding,
+    invoker: FunctionInvoker,
+    listeners: list[ChangeFeedListener],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    run = uuid.uuid4().hex
+    write(container, run, "bad", failProbe=True)
+    listener = start(listeners, binding, invoker, poll=True)
+    with caplog.at_level(logging.ERROR):
+        assert listener.poll_once() == 1
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR and "feed_probe FAILED" in r.getMessage()]
+    assert "will NOT be retried" in record.getMessage()
+    assert record.exc_info is not None
+    write(container, run, "good")
+    assert listener.poll_once() == 1
+    assert start(listeners, binding, invoker, poll=True).poll_once() == 0  # a restart does not redeliver either
+    assert ids(batches_of(run), run) == [["bad"], ["good"]]
+
+
+def test_without_a_lease_it_starts_from_now(
+    container: ContainerProxy,
+    binding: CosmosTriggerBinding,
+    invoker: FunctionInvoker,
+    listeners: list[ChangeFeedListener],
+) -> None:
+    run = uuid.uuid4().hex
+    write(container, run, "before")
+    start(listeners, replace(binding, start_from_beginning=False), invoker)
+    write(container, run, "after")
+    FEED.wait_for(lambda _: batches_of(run))
+    assert ids(batches_of(run), run) == [["after"]]
+
+
+def test_the_lease_container_must_exist_unless_the_binding_creates_it(
+    binding: CosmosTriggerBinding, invoker: FunctionInvoker, listeners: list[ChangeFeedListener]
+) -> None:
+    with pytest.raises(BindingConfigError, match=r"lease container .* does not exist"):
+        start(listeners, replace(binding, create_lease_container=False), invoker)
+
+
+def test_the_monitored_container_must_exist(
+    binding: CosmosTriggerBinding, invoker: FunctionInvoker, listeners: list[ChangeFeedListener]
+) -> None:
+    with pytest.raises(BindingConfigError, match=r"monitored container .* does not exist"):
+        start(listeners, replace(binding, container="no-such-container"), invoker)
+
+
+def test_the_functions_queue_output_gets_each_batch(
+    container: ContainerProxy,
+    binding: CosmosTriggerBinding,
+    invoker: FunctionInvoker,
+    listeners: list[ChangeFeedListener],
+    app_settings: dict[str, str],
+) -> None:
+    run = uuid.uuid4().hex
+    write(container, run, "a", "b")
+    start(listeners, binding, invoker, poll=True).poll_once()
+    queue = QueueClient.from_connection_string(app_settings["AzureWebJobsStorage"], app_settings["FEED_PROBE_QUEUE"])
+    (message,) = list(queue.receive_messages())
+    assert json.loads(base64.b64decode(message.content)) == [f"{run}-a", f"{run}-b"]
