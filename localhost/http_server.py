@@ -136,6 +136,8 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = IDLE_CONNECTION_TIMEOUT_S
+    # Headers and body go out in two writes; with Nagle the second waits for the client's delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
     server: _Server
 
     def _serve(self) -> None:
