@@ -109,6 +109,7 @@ def _banner(host: LocalHost, services: list[str], signer: DevSigner | None, demo
         f"for candidate group {demo.candidate_group}",
         "",
         f"Health:  curl -s {url}/health",
+        "",
     ]
     if signer is None:
         lines.append("(LOCAL_DEV_SIGNER=0: bring a token from your identity provider.)")
@@ -122,6 +123,11 @@ def _banner(host: LocalHost, services: list[str], signer: DevSigner | None, demo
             + signer.user_token(oid=user.user_key, upn=user.upn, groups=user.groups)
             for user in demo.users
         ),
+        "",
+        "Then, for example, ada creates an assignment for alan:",
+        f'  curl -s -X POST {url}/assignments -H "Authorization: Bearer $TOKEN_ADA" '
+        """-H "Content-Type: application/json" -d '{"targetType": "document", "targetId": "handbook", """
+        """"assigneeEmail": "alan@contoso.com", "completionCriteria": "manual"}'""",
         "",
         f"Try it: {GRACE.upn} reads the assignment made for her (answers 200):",
         "",
