@@ -139,7 +139,10 @@ def _banner(host: LocalHost, services: list[str], signer: DevSigner | None, demo
 
 def run(environ: Mapping[str, str]) -> None:
     refuse_in_azure(environ)
-    port = int(environ.get("PORT") or DEFAULT_PORT)
+    try:
+        port = int(environ.get("PORT") or DEFAULT_PORT)
+    except ValueError:
+        raise StartupError(f"PORT must be a port number, not {environ['PORT']!r}") from None
     with contextlib.ExitStack() as stack:
         values, service_lines = _start_services(environ, stack)
         signer: DevSigner | None = None
