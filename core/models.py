@@ -259,6 +259,8 @@ class AssignmentDocument(AssignmentFields):
     version: int = 1
     outbox: list[OutboxEvent] = Field(default_factory=list)
     idempotency: list[IdempotencyRecord] = Field(default_factory=list)
+    # The Idempotency-Key (hashed) that created this document; outlives the bounded replay records.
+    created_with_key: str | None = None
     # The last progress `eventId`s applied, so a redelivered event changes nothing (see `rules.remember_event`).
     processed_event_ids: list[str] = Field(default_factory=list)
     ts: float | None = Field(default=None, alias="_ts")

@@ -50,6 +50,27 @@ class RoundTripCounter:
 
 
 @dataclass(frozen=True)
+class KeyClaim:
+    """Binds an Idempotency-Key on create to the request body and the assignment id it creates.
+
+    It lives in its own partition (its id is longer than any assignment id can be, so the two never
+    collide) and expires after `KEY_CLAIM_TTL_SECONDS`, after which the key may be used again.
+    """
+
+    key: str
+    body_hash: str
+    assignment_id: str
+
+    @property
+    def document_id(self) -> str:
+        return f"idem-{self.key}"
+
+
+KEY_CLAIM_TTL_SECONDS = 24 * 3600
+DOC_TYPE_KEY_CLAIM = "idempotencyKeyClaim"
+
+
+@dataclass(frozen=True)
 class Page:
     items: list[dict[str, Any]]
     continuation_token: str | None
@@ -75,6 +96,10 @@ class AssignmentStore(Protocol):
         continuation_token: str | None,
         partition_key: str | None = None,
     ) -> Page: ...
+
+    def claim_key(self, claim: KeyClaim) -> KeyClaim | None: ...
+
+    def read_key_claim(self, claim: KeyClaim) -> KeyClaim | None: ...
 
     def ping(self) -> None: ...
 
@@ -239,6 +264,39 @@ class CosmosAssignmentStore:
                 raise
             token = pages.continuation_token
         return Page(items=items, continuation_token=token or None)
+
+    def claim_key(self, claim: KeyClaim) -> KeyClaim | None:
+        """Create the claim; when the key was claimed before, return that earlier claim instead."""
+        body = {
+            "id": claim.document_id,
+            "pk": claim.document_id,
+            "docType": DOC_TYPE_KEY_CLAIM,
+            "bodyHash": claim.body_hash,
+            "assignmentId": claim.assignment_id,
+            "ttl": KEY_CLAIM_TTL_SECONDS,
+        }
+        while True:
+            with translate_cosmos_errors():
+                try:
+                    self._container.create_item(body)
+                    return None
+                except CosmosHttpResponseError as error:
+                    if error.status_code != 409:
+                        raise
+            earlier = self.read_key_claim(claim)
+            if earlier is not None:
+                return earlier
+            # The earlier claim expired between our create and our read: the key is free again.
+
+    def read_key_claim(self, claim: KeyClaim) -> KeyClaim | None:
+        with translate_cosmos_errors():
+            try:
+                body = self._container.read_item(claim.document_id, partition_key=claim.document_id)
+            except CosmosHttpResponseError as error:
+                if error.status_code == 404:
+                    return None
+                raise
+        return KeyClaim(key=claim.key, body_hash=body["bodyHash"], assignment_id=body["assignmentId"])
 
     def ping(self) -> None:
         with translate_cosmos_errors():

@@ -5,20 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from core.errors import DuplicateId, Forbidden, ValidationFailed
-from core.idempotency import derived_id, find_replay, idempotent_request
+from core.errors import DuplicateId, Forbidden, IdempotencyKeyReused, ValidationFailed
+from core.idempotency import IdempotentRequest, derived_id, find_replay, idempotent_request
 from core.models import AssignmentCreate, AssignmentDocument, Status, partition_key_of
 from core.rules import check_readable
-from core.services.common import ASSIGNMENT_ID_PATTERN, Deps, Outcome, emit, load, parse_model
+from core.services.common import Deps, Outcome, emit, load, parse_model
+from core.store import KeyClaim
 
 if TYPE_CHECKING:
     from core.auth import Principal
 
 ROUTE_CREATE = "createAssignment"
-
-
-def _is_valid_id(value: object) -> bool:
-    return isinstance(value, str) and ASSIGNMENT_ID_PATTERN.match(value) is not None
 
 
 def _originator(command: AssignmentCreate, principal: Principal) -> str:
@@ -38,20 +35,25 @@ def _originator(command: AssignmentCreate, principal: Principal) -> str:
 
 def create_assignment(body: object, principal: Principal, deps: Deps, *, idempotency_key: str | None = None) -> Outcome:
     idempotency = idempotent_request(principal.actor, ROUTE_CREATE, idempotency_key, body)
-    explicit_id = body.get("id") if isinstance(body, dict) else None
     try:
         command = parse_model(AssignmentCreate, body)
     except ValidationFailed:
         # A reused key with a different (here: invalid) body is reported as such, as the contract orders.
-        if idempotency is not None and (explicit_id is None or _is_valid_id(explicit_id)):
-            find_replay(idempotency, deps.store.read(explicit_id or derived_id(idempotency)))
+        if idempotency is not None:
+            _claim(deps, idempotency, assignment_id=derived_id(idempotency), probe_only=True)
         raise
+    assignment_id = command.id or (derived_id(idempotency) if idempotency else uuid.uuid4().hex)
+    if idempotency is not None:
+        earlier = _claim(deps, idempotency, assignment_id=assignment_id)
+        if earlier is not None:
+            replay, assignment_id = earlier
+            if replay is not None:
+                return replay
+
     originator = _originator(command, principal)
     now = deps.clock()
     if command.expires_at is not None and command.expires_at <= now:
         raise ValidationFailed("expiresAt must be in the future")
-
-    assignment_id = command.id or (derived_id(idempotency) if idempotency else uuid.uuid4().hex)
     fields = command.model_dump(exclude={"id", "originator_email"})
     document = AssignmentDocument(
         **fields,
@@ -67,15 +69,44 @@ def create_assignment(body: object, principal: Principal, deps: Deps, *, idempot
     )
     emit(document, "assignment.created", now)
     if idempotency is not None:
+        document.created_with_key = idempotency.key
         document.remember(idempotency.record(created=True, holder=document))
     try:
         stored = deps.store.create(document)
     except DuplicateId:
-        replay = find_replay(idempotency, deps.store.read(assignment_id)) if idempotency else None
+        # A concurrent twin of this request (same key, same body) created it first.
+        replay = _replay_of(deps, idempotency, assignment_id) if idempotency else None
         if replay is None:
             raise
-        return Outcome(replay.body, created=replay.created)
+        return replay
     return Outcome(stored.to_public().to_json(), created=True)
+
+
+def _claim(
+    deps: Deps, idempotency: IdempotentRequest, *, assignment_id: str, probe_only: bool = False
+) -> tuple[Outcome | None, str] | None:
+    """Bind the key to this body and id. When it was bound before: another body is refused; the same
+    body replays the first response, or (after a crash between claim and create) names the id to create."""
+    claim = KeyClaim(key=idempotency.key, body_hash=idempotency.body_hash, assignment_id=assignment_id)
+    earlier = deps.store.read_key_claim(claim) if probe_only else deps.store.claim_key(claim)
+    if earlier is None:
+        return None
+    if earlier.body_hash != idempotency.body_hash:
+        raise IdempotencyKeyReused("This Idempotency-Key was already used with a different request body")
+    return _replay_of(deps, idempotency, earlier.assignment_id), earlier.assignment_id
+
+
+def _replay_of(deps: Deps, idempotency: IdempotentRequest, assignment_id: str) -> Outcome | None:
+    document = deps.store.read(assignment_id)
+    if document is None:
+        return None
+    replay = find_replay(idempotency, document)
+    if replay is not None:
+        return Outcome(replay.body, created=replay.created)
+    if document.created_with_key == idempotency.key:
+        # Later writes evicted the replay record; the assignment this key created is still the answer.
+        return Outcome(document.to_public().to_json(), created=True)
+    return None
 
 
 def get_assignment(assignment_id: str, principal: Principal, deps: Deps) -> Outcome:

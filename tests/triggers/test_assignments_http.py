@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from core.bootstrap import Runtime, set_runtime
+from core.models import format_timestamp
+from core.settings import Settings
 from tests.support.app import FunctionCaller, Response
 
 PUBLIC_FIELDS = {
@@ -206,6 +211,58 @@ class TestIdempotencyKey:
         other = create(app, new_body(), headers=key, token=app.tokens.user("bob@contoso.com"))
         assert other.status == 201
         assert other.json()["id"] != first.json()["id"]
+
+    def test_same_key_with_another_explicit_id_is_refused(self, app: FunctionCaller) -> None:
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        first_id, second_id = f"k-{uuid.uuid4().hex[:8]}", f"k-{uuid.uuid4().hex[:8]}"
+        assert create(app, new_body(id=first_id), headers=key).status == 201
+        assert_problem(create(app, new_body(id=second_id), headers=key), 422, "idempotencyKeyReused")
+        assert get(app, second_id, app.tokens.user(ORIGINATOR)).status == 404
+
+    def test_same_key_first_without_then_with_an_id_is_refused(self, app: FunctionCaller) -> None:
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        assert create(app, new_body(), headers=key).status == 201
+        assert_problem(create(app, new_body(id=f"k-{uuid.uuid4().hex[:8]}"), headers=key), 422, "idempotencyKeyReused")
+
+    def test_a_reused_key_with_an_invalid_body_is_reported_as_reused(self, app: FunctionCaller) -> None:
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        assert create(app, new_body(), headers=key).status == 201
+        assert_problem(create(app, new_body(targetType="video"), headers=key), 422, "idempotencyKeyReused")
+
+    def test_replay_comes_before_time_dependent_validation(self, app: FunctionCaller, settings: Settings) -> None:
+        now = [datetime.now(UTC)]
+        clocked = Runtime(settings, clock=lambda: now[0])
+        set_runtime(clocked)
+        try:
+            key = {"Idempotency-Key": uuid.uuid4().hex}
+            body = new_body(expiresAt=format_timestamp(now[0] + timedelta(minutes=1)))
+            first = create(app, body, headers=key)
+            now[0] += timedelta(hours=1)
+            again = create(app, body, headers=key)
+        finally:
+            set_runtime(app.runtime)
+        assert first.status == again.status == 201
+        assert again.json() == first.json()
+
+    def test_a_key_never_replays_an_assignment_it_did_not_create(self, app: FunctionCaller) -> None:
+        taken = f"taken-{uuid.uuid4().hex[:8]}"
+        assert create(app, new_body(id=taken)).status == 201
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        assert_problem(create(app, new_body(id=taken), headers=key), 409, "duplicateId")
+        assert_problem(create(app, new_body(id=taken), headers=key), 409, "duplicateId")
+
+    def test_costs_two_round_trips_with_a_key(self, app: FunctionCaller) -> None:
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        response, trips = app.round_trips_of(lambda: create(app, new_body(), headers=key))
+        assert response.status == 201
+        assert trips == 2
+
+    def test_identical_concurrent_requests_create_one_assignment(self, app: FunctionCaller) -> None:
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            responses = list(pool.map(lambda _: create(app, new_body(), headers=key), range(8)))
+        assert {r.status for r in responses} == {201}
+        assert len({r.json()["id"] for r in responses}) == 1
 
 
 class TestRead:
