@@ -38,6 +38,7 @@ from core.rules import (
     Operation,
     allowed_transition,
     check_readable,
+    fewest_max_attempts,
     is_assignee,
     is_originator,
     next_status,
@@ -362,8 +363,9 @@ def _check_edited(document: AssignmentDocument, changes: dict[str, Any]) -> None
         )
     except ValueError as error:
         raise ValidationFailed(f"The edit is not valid: {error}", [FieldError("body", str(error))]) from None
-    if edited["max_attempts"] is not None and edited["max_attempts"] < len(document.attempts):
-        message = f"must be at least the {len(document.attempts)} attempts already made"
+    fewest = fewest_max_attempts(document)
+    if edited["max_attempts"] is not None and edited["max_attempts"] < fewest:
+        message = f"must be at least {fewest}, given the attempts already made"
         raise ValidationFailed(f"maxAttempts {message}", [FieldError("maxAttempts", message)])
 
 

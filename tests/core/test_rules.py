@@ -24,6 +24,7 @@ from core.rules import (
     TRANSITIONS,
     Operation,
     allowed_transition,
+    fewest_max_attempts,
     meets_criterion,
     next_status,
     open_attempt,
@@ -258,6 +259,23 @@ class TestFailure:
     def test_other_criteria_never_fail(self) -> None:
         subject = assignment(status=IP, completion_criteria=CompletionCriteria.MANUAL, max_attempts=1)
         assert record_progress(subject, event(EventType.FLOW_COMPLETED, score=0)) == Operation.PROGRESS
+
+
+class TestFewestMaxAttempts:
+    @pytest.mark.parametrize(
+        ("criterion", "attempts", "fewest"),
+        [
+            (CompletionCriteria.MANUAL, [], 0),
+            (CompletionCriteria.MANUAL, [Attempt(started_at=NOW, completed_at=NOW)], 1),
+            (CompletionCriteria.FLOW_PASSED, [], 1),
+            (CompletionCriteria.FLOW_PASSED, [Attempt(started_at=NOW)], 1),
+            (CompletionCriteria.FLOW_PASSED, [Attempt(started_at=NOW, completed_at=NOW)], 2),
+        ],
+    )
+    def test_an_edit_keeps_the_attempts_made_and_a_chance_to_pass(
+        self, criterion: CompletionCriteria, attempts: list[Attempt], fewest: int
+    ) -> None:
+        assert fewest_max_attempts(assignment(completion_criteria=criterion, attempts=attempts)) == fewest
 
 
 class TestProcessedEvents:
