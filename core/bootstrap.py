@@ -149,18 +149,21 @@ class Runtime:
         self.store.ping()
 
     def _probe_storage(self) -> None:
+        self._once("queue_service", self._build_queue_service).get_service_properties(
+            timeout=STORAGE_PROBE_TIMEOUT_SECONDS
+        )
+
+    def _build_queue_service(self) -> QueueServiceClient:
         options: dict[str, Any] = {"connection_timeout": STORAGE_PROBE_TIMEOUT_SECONDS, "retry_total": 0}
         connection = self.settings.azure_web_jobs_storage
         account = self.settings.azure_web_jobs_storage_account_name
         if connection:
-            client = QueueServiceClient.from_connection_string(connection, **options)
-        elif account:
-            client = QueueServiceClient(
+            return QueueServiceClient.from_connection_string(connection, **options)
+        if account:
+            return QueueServiceClient(
                 f"https://{account}.queue.core.windows.net", credential=self._azure_credential(), **options
             )
-        else:
-            raise RuntimeError("Neither AzureWebJobsStorage nor AzureWebJobsStorage__accountName is set")
-        client.get_service_properties(timeout=STORAGE_PROBE_TIMEOUT_SECONDS)
+        raise RuntimeError("Neither AzureWebJobsStorage nor AzureWebJobsStorage__accountName is set")
 
     def _azure_credential(self) -> Any:
         """The managed identity in Azure (DefaultAzureCredential), built once and shared by clients."""

@@ -23,7 +23,14 @@ from azure.cosmos.exceptions import (
     CosmosHttpResponseError,
 )
 
-from core.errors import ConcurrencyConflict, DuplicateId, FieldError, ServiceUnavailable, ValidationFailed
+from core.errors import (
+    ConcurrencyConflict,
+    DuplicateId,
+    FieldError,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 from core.models import AssignmentDocument, partition_key_of
 
 # Throttling is answered by telling the caller when to come back, not by holding the request open
@@ -139,6 +146,9 @@ def translate_cosmos_errors(*, on_conflict: Exception | None = None) -> Iterator
             raise ServiceUnavailable(retry_after=_retry_after_seconds(error)) from error
         if error.status_code in (408, 503):
             raise ServiceUnavailable(retry_after=1) from error
+        if error.status_code == 413:
+            # The change would push the document past Cosmos's item size limit; nothing was written.
+            raise PayloadTooLarge("The change would make the assignment larger than the store allows") from error
         raise
     except (CosmosClientTimeoutError, ServiceRequestError, ServiceResponseError) as error:
         raise ServiceUnavailable(retry_after=1) from error
