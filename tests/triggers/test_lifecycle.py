@@ -289,6 +289,20 @@ class TestEvents:
         response = act(app, "events", created["id"], body, token=app.tokens.user(ASSIGNEE))
         assert_problem(response, 422, "validationFailed")
 
+    def test_a_new_event_with_a_stale_if_match_is_412(self, app: FunctionCaller) -> None:
+        created = new_assignment(app, completionCriteria="manual")
+        ok(post_event(app, created["id"], "visited"))
+        body = {"eventId": uuid.uuid4().hex, "type": "engaged", "occurredAt": now_iso()}
+        stale = {"if-match": created["_etag"]}
+        response = act(app, "events", created["id"], body, token=app.tokens.user(ASSIGNEE), headers=stale)
+        assert_problem(response, 412, "preconditionFailed")
+
+    def test_an_event_over_64_kib_is_413(self, app: FunctionCaller) -> None:
+        created = new_assignment(app)
+        body = {"eventId": "e", "type": "flow_completed", "occurredAt": now_iso(), "outcomeData": {"x": "y" * 66000}}
+        response = act(app, "events", created["id"], body, token=app.tokens.user(ASSIGNEE))
+        assert_problem(response, 413, "payloadTooLarge")
+
     def test_an_event_body_must_be_a_json_object(self, app: FunctionCaller) -> None:
         created = new_assignment(app)
         for raw, headers in ((b"", {"content-type": "application/json"}), (b"[]", {"content-type": "application/json"}),
@@ -572,6 +586,15 @@ class TestPatch:
             patch(app, created["id"], {"maxAttempts": 1}, if_match=started["_etag"]), 422, "validationFailed"
         )
         assert ok(patch(app, created["id"], {"maxAttempts": 2}, if_match=started["_etag"]))["maxAttempts"] == 2
+
+    def test_a_flow_passed_assignment_keeps_an_attempt_to_pass_with(self, app: FunctionCaller) -> None:
+        created = new_assignment(app, completionCriteria="flow_passed", passScore=50, maxAttempts=3)
+        below = ok(post_event(app, created["id"], "flow_completed", score=10))
+        problem = assert_problem(
+            patch(app, created["id"], {"maxAttempts": 1}, if_match=below["_etag"]), 422, "validationFailed"
+        )
+        assert problem["errors"][0]["field"] == "maxAttempts"
+        assert ok(patch(app, created["id"], {"maxAttempts": 2}, if_match=below["_etag"]))["maxAttempts"] == 2
 
     def test_merge_patch_content_type_is_required(self, app: FunctionCaller) -> None:
         created = new_assignment(app)
