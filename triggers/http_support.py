@@ -111,34 +111,26 @@ def json_response(body: object, *, status: int = 200) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
 
 
-def problem_boundary(route: str) -> Callable[[Handler], Handler]:
-    """Any error raised by the handler becomes a problem+json response; unknown ones a 500 with an
-    error-log id and nothing internal."""
-
+def _boundary(render: Callable[[BaseException, func.HttpRequest], func.HttpResponse]) -> Callable[[Handler], Handler]:
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         def wrapper(req: func.HttpRequest) -> func.HttpResponse:
             try:
                 return handler(req)
             except Exception as error:  # noqa: BLE001 - this is the boundary; the table decides
-                return problem_response(error, trace_id=trace_id_of(req), route=route)
+                return render(error, req)
 
         return wrapper
 
     return decorate
+
+
+def problem_boundary(route: str) -> Callable[[Handler], Handler]:
+    """Any error raised by the handler becomes a problem+json response; unknown ones a 500 with an
+    error-log id and nothing internal."""
+    return _boundary(lambda error, req: problem_response(error, trace_id=trace_id_of(req), route=route))
 
 
 def txn_boundary(route: str) -> Callable[[Handler], Handler]:
     """The txn routes' boundary: the seed's `{errorKey, error}` body instead of problem+json."""
-
-    def decorate(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        def wrapper(req: func.HttpRequest) -> func.HttpResponse:
-            try:
-                return handler(req)
-            except Exception as error:  # noqa: BLE001 - this is the boundary; the table decides
-                return txn_error_response(error, route=route)
-
-        return wrapper
-
-    return decorate
+    return _boundary(lambda error, _req: txn_error_response(error, route=route))
