@@ -70,6 +70,8 @@ TRANSITIONS: dict[tuple[Status, Operation], Status] = {
     (Status.PENDING, Operation.EDIT): Status.PENDING,
     (Status.PENDING, Operation.REMIND): Status.PENDING,
     (Status.IN_PROGRESS, Operation.PROGRESS): Status.IN_PROGRESS,
+    # A reporter may start a task nobody holds yet; assigning it later keeps its progress.
+    (Status.IN_PROGRESS, Operation.ASSIGN): Status.IN_PROGRESS,
     (Status.IN_PROGRESS, Operation.REASSIGN): Status.IN_PROGRESS,
     (Status.IN_PROGRESS, Operation.EDIT): Status.IN_PROGRESS,
     (Status.IN_PROGRESS, Operation.REMIND): Status.IN_PROGRESS,
@@ -157,17 +159,14 @@ def check_readable(principal: Principal, assignment: AssignmentFields) -> None:
 
 
 def may_txn_assign(principal: Principal, assignment: AssignmentFields) -> bool:
-    """Admins, the originator, `assignedBy`, and candidate-group members.
-
-    Members count whether or not someone holds the task: only unassigned tasks can be assigned, and the
-    check after access (`txnAlreadyAssigned`) says so. That way the losers of a race to claim a task
-    hear that it is taken rather than `accessDenied`.
-    """
+    """Admins, the originator, `assignedBy`, and, while the task is unassigned, candidate-group members
+    (CONTRACTS, "Who may do what"). A member who tries to claim a task someone else just took is told
+    `accessDenied`, as for anyone the task is no longer offered to."""
     return (
         principal.is_admin
         or is_originator(principal, assignment)
         or is_assigner(principal, assignment)
-        or is_candidate_member(principal, assignment)
+        or is_candidate(principal, assignment)
     )
 
 

@@ -59,6 +59,7 @@ EXPECTED_TRANSITIONS: dict[tuple[Status, Operation], Status] = {
     (IP, Operation.REJECT): Status.REJECTED,
     (IP, Operation.DELEGATE): Status.DELEGATED,
     (IP, Operation.REASSIGN): IP,
+    (IP, Operation.ASSIGN): IP,
     (IP, Operation.UNASSIGN): P,
     (IP, Operation.EDIT): IP,
     (IP, Operation.REMIND): IP,

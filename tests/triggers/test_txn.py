@@ -17,7 +17,7 @@ import pytest
 from core.bootstrap import Runtime, set_runtime
 from core.directory import CosmosDirectory, DirectoryUser
 from core.errors import AlreadyAssigned, ServiceUnavailable
-from core.models import AssignmentDocument
+from core.models import AssignmentDocument, format_timestamp
 from core.services import Deps, assign_task
 from core.settings import Settings
 from core.store import AssignmentStore
@@ -444,12 +444,32 @@ class TestLookupAndStateErrors:
         # Even to the same user: the seed says to unassign first.
         assert_txn_error(assign(app, task["id"], user.user_key), 400, "txnAlreadyAssigned")
 
-    def test_a_candidate_claiming_a_taken_task_hears_it_is_assigned(
+    def test_a_candidate_claiming_a_taken_task_is_denied_access(
         self, app: FunctionCaller, task: dict[str, Any], user: DirectoryUser
     ) -> None:
+        # CONTRACTS: candidate-group members may assign only an unassigned task.
         assert assign(app, task["id"], user.user_key).status == 200
         member = app.tokens.user("mia@contoso.com", groups=[GROUP])
-        assert_txn_error(assign(app, task["id"], new_user(app).user_key, token=member), 400, "txnAlreadyAssigned")
+        assert_txn_error(assign(app, task["id"], new_user(app).user_key, token=member), 400, "accessDenied")
+
+    def test_a_started_unassigned_task_can_be_assigned_and_keeps_its_progress(
+        self, app: FunctionCaller, task: dict[str, Any], user: DirectoryUser
+    ) -> None:
+        event = {"eventId": uuid.uuid4().hex, "type": "engaged", "occurredAt": format_timestamp(datetime.now(UTC))}
+        started = app.call(
+            "post_progress_event",
+            method="POST",
+            url=f"/assignments/{task['id']}/events",
+            token=app.tokens.reporter_app(),
+            json_body=event,
+            route_params={"id": task["id"]},
+        )
+        assert started.status == 200, started.body
+        assert started.json()["status"] == "in_progress"
+        assigned = assign(app, task["id"], user.user_key)
+        assert assigned.status == 200
+        assert assigned.json()["status"] == "in_progress"
+        assert assigned.json()["assigneeUserKey"] == user.user_key
 
     def test_txn_not_assigned(self, app: FunctionCaller, task: dict[str, Any]) -> None:
         assert_txn_error(unassign(app, task["id"]), 400, "txnNotAssigned")
@@ -704,7 +724,8 @@ def test_concurrent_assigns_from_several_processes_give_one_winner(
             target=_assign_from_another_process,
             args=(
                 settings.model_dump(),
-                app.tokens.user(f"claimer{index}@contoso.com", groups=[GROUP]),
+                # Dispatchers allowed to assign whatever the task's state: several admin apps at once.
+                app.tokens.admin_app(f"dispatcher-{index}"),
                 {"params": {"submitKey": task["id"], "userKey": users[index].user_key}},
                 barrier,
                 results,
