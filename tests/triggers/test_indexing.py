@@ -9,7 +9,18 @@ from localhost.indexing import IndexingError, index_app, index_module
 
 EXPECTED_HTTP_ROUTES = {
     "create_assignment": ("assignments", ["POST"]),
+    "list_assignments": ("assignments", ["GET"]),
     "get_assignment": ("assignments/{id}", ["GET"]),
+    "edit_assignment": ("assignments/{id}", ["PATCH"]),
+    "delegate_assignment": ("assignments/{id}/delegate", ["POST"]),
+    "post_progress_event": ("assignments/{id}/events", ["POST"]),
+    "complete_assignment": ("assignments/{id}/complete", ["POST"]),
+    "reject_assignment": ("assignments/{id}/reject", ["POST"]),
+    "cancel_assignment": ("assignments/{id}/cancel", ["POST"]),
+    "reassign_assignment": ("assignments/{id}/reassign", ["POST"]),
+    "put_user": ("users/{userKey}", ["PUT"]),
+    "txn_assign": ("workspaces/secure/api/v1/txn/assign", ["POST"]),
+    "txn_unassign": ("workspaces/secure/api/v1/txn/unassign", ["POST"]),
     "health": ("health", ["GET"]),
 }
 
@@ -22,6 +33,8 @@ def test_function_app_has_exactly_one_function_app() -> None:
 
 def test_every_function_passes_the_workers_checks() -> None:
     functions = {f.name: f for f in index_app()}
+    catch_alls = {"workspaces_not_found", "not_found_or_method_not_allowed"}
+    assert set(functions) == set(EXPECTED_HTTP_ROUTES) | catch_alls
     for name, (route, methods) in EXPECTED_HTTP_ROUTES.items():
         trigger = functions[name].trigger
         assert trigger["type"] == "httpTrigger"
