@@ -11,6 +11,7 @@ The public model is produced in one place: `AssignmentDocument.to_public()`.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -23,7 +24,11 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    Strict,
+    StrictBool,
+    StrictInt,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -73,6 +78,16 @@ def _require_zone(value: datetime) -> datetime:
 
 Timestamp = Annotated[datetime, AfterValidator(_require_zone), PlainSerializer(format_timestamp, return_type=str)]
 
+
+def _require_text(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string such as 2030-01-31T17:00:00Z")
+    return value
+
+
+# What callers send: only a string with a zone, never a number of seconds or a naive time.
+TimestampInput = Annotated[Timestamp, BeforeValidator(_require_text)]
+
 UPN_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -84,14 +99,24 @@ def _normalize_upn(value: str) -> str:
 
 
 Upn = Annotated[str, AfterValidator(_normalize_upn)]
-AssignmentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+ROOT_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+AssignmentId = Annotated[str, StringConstraints(pattern=rf"^{ROOT_ID_PATTERN}$")]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 LongText = Annotated[str, StringConstraints(max_length=MAX_REASON_LENGTH)]
-Score = Annotated[float, Field(ge=0, le=100)]
+Score = Annotated[float, Strict(), Field(ge=0, le=100)]
+AttemptCount = Annotated[StrictInt, Field(ge=1, le=1000)]
+# An event's outcome is stored in the assignment; bounding it keeps documents far below Cosmos's limit.
+MAX_OUTCOME_BYTES = 8 * 1024
 
 
 class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, use_enum_values=True)
+
+
+class RequestModel(CamelModel):
+    """A request body: camelCase names only, nothing unknown, no coercion of booleans or numbers."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, validate_by_name=False, validate_by_alias=True)
 
 
 class Attempt(CamelModel):
@@ -103,10 +128,8 @@ class Attempt(CamelModel):
     note: str | None = None
 
 
-class AssignmentCreate(CamelModel):
+class AssignmentCreate(RequestModel):
     """The body of `POST /assignments`."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     id: AssignmentId | None = None
     target_type: TargetType
@@ -118,11 +141,11 @@ class AssignmentCreate(CamelModel):
     target_title: ShortText | None = None
     originator_name: ShortText | None = None
     originator_message: LongText | None = None
-    due_at: Timestamp | None = None
-    expires_at: Timestamp | None = None
-    max_attempts: Annotated[int, Field(ge=1, le=1000)] | None = None
-    allow_rejection: bool = False
-    allow_delegation: bool = True
+    due_at: TimestampInput | None = None
+    expires_at: TimestampInput | None = None
+    max_attempts: AttemptCount | None = None
+    allow_rejection: StrictBool = False
+    allow_delegation: StrictBool = True
     pass_score: Score | None = None
     task_key: ShortText | None = None
     candidate_groups: Annotated[list[ShortText], Field(max_length=100)] = Field(default_factory=list)
@@ -130,9 +153,7 @@ class AssignmentCreate(CamelModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> AssignmentCreate:
-        check_schedule_and_score(
-            self.due_at, self.expires_at, self.completion_criteria, self.pass_score, self.max_attempts
-        )
+        check_schedule_and_score(self.due_at, self.expires_at, self.completion_criteria, self.pass_score)
         if self.task_key is None:
             if self.assignee_email is None:
                 raise ValueError("assigneeEmail is required unless the assignment is a task (taskKey)")
@@ -146,10 +167,8 @@ def check_schedule_and_score(
     expires_at: datetime | None,
     criterion: CompletionCriteria | str,
     pass_score: float | None,
-    max_attempts: int | None,
 ) -> None:
     """Rules shared by create and edit, so both validate the same way."""
-    del max_attempts  # any positive count is valid; kept for a uniform call site
     if due_at is not None and expires_at is not None and expires_at < due_at:
         raise ValueError("expiresAt must not be before dueAt")
     if criterion == CompletionCriteria.FLOW_PASSED and pass_score is None:
@@ -287,8 +306,6 @@ def partition_key_of(assignment_id: str) -> str:
 
 # --- lifecycle requests --------------------------------------------------------------------------------
 
-AttemptCount = Annotated[int, Field(ge=1, le=1000)]
-
 
 class EventType(StrEnum):
     VISITED = "visited"
@@ -297,18 +314,23 @@ class EventType(StrEnum):
     FLOW_COMPLETED = "flow_completed"
 
 
-class ProgressEvent(CamelModel):
+class ProgressEvent(RequestModel):
     """The body of `POST /assignments/{id}/events`. `occurredAt` supplies the attempt's timestamps."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     type: EventType
-    occurred_at: Timestamp
+    occurred_at: TimestampInput
     chat_log_id: ShortText | None = None
     score: Score | None = None
     outcome_data: dict[str, Any] | None = None
     note: LongText | None = None
+
+    @field_validator("outcome_data")
+    @classmethod
+    def _bounded_outcome(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(json.dumps(value, separators=(",", ":"))) > MAX_OUTCOME_BYTES:
+            raise ValueError(f"must be at most {MAX_OUTCOME_BYTES // 1024} KiB of JSON")
+        return value
 
     @model_validator(mode="after")
     def _outcome_only_when_completed(self) -> ProgressEvent:
@@ -320,16 +342,12 @@ class ProgressEvent(CamelModel):
         return self
 
 
-class CompleteRequest(CamelModel):
+class CompleteRequest(RequestModel):
     """The body of `POST /assignments/{id}/complete`: none, or `{}`."""
 
-    model_config = ConfigDict(extra="forbid")
 
-
-class ReasonRequest(CamelModel):
+class ReasonRequest(RequestModel):
     """A body that carries only an optional `reason`."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     reason: LongText | None = None
 
@@ -348,13 +366,11 @@ class ReassignRequest(ReasonRequest):
     to_upn: Upn
 
 
-class AssignmentPatch(CamelModel):
+class AssignmentPatch(RequestModel):
     """The merge-patch body of `PATCH /assignments/{id}`: the fields present are changed, `null` clears one."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    due_at: Timestamp | None = None
-    expires_at: Timestamp | None = None
+    due_at: TimestampInput | None = None
+    expires_at: TimestampInput | None = None
     originator_message: LongText | None = None
     target_title: ShortText | None = None
     max_attempts: AttemptCount | None = None

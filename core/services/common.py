@@ -22,7 +22,7 @@ from core.errors import (
     ValidationFailed,
 )
 from core.idempotency import IdempotentRequest, find_replay
-from core.models import AssignmentDocument, OutboxEvent
+from core.models import ROOT_ID_PATTERN, AssignmentDocument, OutboxEvent
 from core.rules import begin_write, check_readable
 from core.store import AssignmentStore
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 # A root id, optionally followed by a successor's depth: `{rootId}.{n}`.
-ASSIGNMENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}(\.[0-9]{1,4})?$")
+ASSIGNMENT_ID_PATTERN = re.compile(rf"^{ROOT_ID_PATTERN}(\.[0-9]{{1,4}})?$")
 # Lost races are retried by re-reading; this many losses in a row means heavy contention.
 MAX_RACE_RETRIES = 8
 

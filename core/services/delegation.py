@@ -11,12 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pydantic import ConfigDict
-
 from core.directory import DirectoryUser, enabled_user_by_upn
 from core.errors import ConcurrencyConflict, Forbidden, ServiceUnavailable, ValidationFailed
 from core.idempotency import IdempotentRequest, find_replay, idempotent_request
-from core.models import AssignmentDocument, AssignmentFields, CamelModel, LongText, Status, Upn, partition_key_of
+from core.models import AssignmentDocument, AssignmentFields, LongText, RequestModel, Status, Upn, partition_key_of
 from core.rules import begin_write, check_delegate, check_delegation, check_readable, is_assignee
 from core.services.common import (
     ASSIGNMENT_ID_PATTERN,
@@ -35,10 +33,8 @@ if TYPE_CHECKING:
 ROUTE_DELEGATE = "delegateAssignment"
 
 
-class DelegateCommand(CamelModel):
+class DelegateCommand(RequestModel):
     """The body of `POST /assignments/{id}/delegate`."""
-
-    model_config = ConfigDict(extra="forbid")
 
     to_upn: Upn
     reason: LongText | None = None

@@ -359,7 +359,6 @@ def _check_edited(document: AssignmentDocument, changes: dict[str, Any]) -> None
             edited["expires_at"],
             document.completion_criteria,
             edited["pass_score"],
-            edited["max_attempts"],
         )
     except ValueError as error:
         raise ValidationFailed(f"The edit is not valid: {error}", [FieldError("body", str(error))]) from None

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import ConfigDict, StrictBool, StringConstraints
+from pydantic import StrictBool, StringConstraints
 
 from core.auth import require_admin
 from core.directory import DirectoryUser, UserRegistry
 from core.errors import FieldError, ValidationFailed
-from core.models import CamelModel, Upn
+from core.models import RequestModel, Upn
 from core.services.common import parse_model
 
 if TYPE_CHECKING:
@@ -21,10 +21,8 @@ if TYPE_CHECKING:
 MAX_USER_KEY_LENGTH = 255
 
 
-class UserPut(CamelModel):
+class UserPut(RequestModel):
     """The body of `PUT /users/{userKey}`."""
-
-    model_config = ConfigDict(extra="forbid")
 
     upn: Upn
     display_name: Annotated[str, StringConstraints(max_length=256)] | None = None

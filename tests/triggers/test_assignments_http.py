@@ -135,6 +135,13 @@ class TestCreate:
             ({"assigneeEmail": "not-an-email"}, "assigneeEmail"),
             ({"targetId": ""}, "targetId"),
             ({"originatorMessage": "x" * 2001}, "originatorMessage"),
+            ({"target_type": "chat"}, "target_type"),
+            ({"allowRejection": "yes"}, "allowRejection"),
+            ({"allowDelegation": 1}, "allowDelegation"),
+            ({"maxAttempts": 2.0}, "maxAttempts"),
+            ({"maxAttempts": "3"}, "maxAttempts"),
+            ({"dueAt": 1893456000}, "dueAt"),
+            ({"passScore": "80", "completionCriteria": "flow_passed"}, "passScore"),
         ],
     )
     def test_refuses_invalid_fields(self, app: FunctionCaller, overrides: dict[str, Any], field: str) -> None:

@@ -130,6 +130,13 @@ def outbox_types(app: FunctionCaller, assignment_id: str) -> list[str]:
 
 
 class TestEvents:
+    def test_an_outcome_over_8_kib_is_refused_and_changes_nothing(self, app: FunctionCaller) -> None:
+        created = new_assignment(app, completionCriteria="flow_completed")
+        response = post_event(app, created["id"], "flow_completed", outcomeData={"blob": "x" * 9000})
+        assert response.status == 422
+        assert response.json()["errors"][0]["field"] == "outcomeData"
+        assert version_of(app, created["id"]) == 1
+
     def test_the_first_event_starts_the_assignment(self, app: FunctionCaller) -> None:
         created = new_assignment(app, completionCriteria="chat_engaged")
         started = ok(post_event(app, created["id"], "visited"))
