@@ -167,8 +167,13 @@ def _all_accept_connections(ports: tuple[int, ...]) -> bool:
     return all(_accepts_connections(port) for port in ports)
 
 
+def connection_string(parts: dict[str, str]) -> str:
+    """`Name=value;` pairs, the format of Cosmos and Storage connection strings."""
+    return "".join(f"{name}={value};" for name, value in parts.items())
+
+
 def cosmos_connection_string(endpoint: str, key: str = COSMOS_EMULATOR_KEY) -> str:
-    return f"AccountEndpoint={endpoint};AccountKey={key};"
+    return connection_string({"AccountEndpoint": endpoint, "AccountKey": key})
 
 
 def start_cosmos() -> RunningService:
@@ -208,11 +213,15 @@ def start_cosmos() -> RunningService:
 
 
 def azurite_connection_string(blob_port: int, queue_port: int, table_port: int) -> str:
-    return (
-        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-        f"BlobEndpoint=http://{HOST}:{blob_port}/{AZURITE_ACCOUNT};"
-        f"QueueEndpoint=http://{HOST}:{queue_port}/{AZURITE_ACCOUNT};"
-        f"TableEndpoint=http://{HOST}:{table_port}/{AZURITE_ACCOUNT};"
+    return connection_string(
+        {
+            "DefaultEndpointsProtocol": "http",
+            "AccountName": AZURITE_ACCOUNT,
+            "AccountKey": AZURITE_KEY,
+            "BlobEndpoint": f"http://{HOST}:{blob_port}/{AZURITE_ACCOUNT}",
+            "QueueEndpoint": f"http://{HOST}:{queue_port}/{AZURITE_ACCOUNT}",
+            "TableEndpoint": f"http://{HOST}:{table_port}/{AZURITE_ACCOUNT}",
+        }
     )
 
 

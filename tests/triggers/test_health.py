@@ -6,6 +6,7 @@ import socket
 
 from core.bootstrap import Runtime, set_runtime
 from core.settings import Settings
+from localhost.services import azurite_connection_string
 from tests.support.app import FunctionCaller
 
 
@@ -30,11 +31,7 @@ def test_needs_no_token(app: FunctionCaller) -> None:
 
 def test_503_when_azurite_is_dead(app: FunctionCaller, settings: Settings) -> None:
     port = _dead_port()
-    dead_storage = (
-        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-        "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-        f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
-    )
+    dead_storage = azurite_connection_string(port, port, port)
     broken = Runtime(settings.model_copy(update={"azure_web_jobs_storage": dead_storage}))
     set_runtime(broken)
     try:
