@@ -158,11 +158,17 @@ def test_an_unresolved_setting_stops_the_host_naming_it(app_settings: dict[str, 
 
 def test_the_apps_own_catch_all_answers_404_and_405_as_problem_json(start_host: StartHost) -> None:
     host = start_host(index_app("function_app"))
-    missing = requests.get(f"{host.url}/no/such/route", timeout=5)
+    missing = requests.get(f"{host.url}/assignments/x/no/such/route", timeout=5)
     assert missing.status_code == 404
     assert missing.headers["Content-Type"] == "application/problem+json"
+    # Outside our prefixes no function answers: the host's own 404, as on Azure.
+    assert requests.get(f"{host.url}/no/such/route", timeout=5).status_code == 404
     wrong = requests.delete(f"{host.url}/health", timeout=5)
     assert wrong.status_code == 405
     assert wrong.json()["code"] == "methodNotAllowed"
     assert "GET" in wrong.headers["Allow"]
+    # An empty catch-all still matches: /assignments itself, with a method it lacks.
+    collection = requests.delete(f"{host.url}/assignments", timeout=5)
+    assert collection.status_code == 405
+    assert collection.headers["Allow"] == "GET, POST"
     assert requests.get(f"{host.url}/health", timeout=5).json()["status"] == "healthy"
