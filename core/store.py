@@ -173,7 +173,9 @@ def make_cosmos_client(
         options["enable_endpoint_discovery"] = False
     if not key and credential is None:
         raise ValueError("A Cosmos client needs COSMOS_KEY or a token credential")
-    return CosmosClient(endpoint, credential=key or credential, **options)
+    # The constructor already reads the account, so an unreachable account is an outage here too.
+    with translate_cosmos_errors():
+        return CosmosClient(endpoint, credential=key or credential, **options)
 
 
 # Partition key paths by container role; infra/main.bicep must agree (tests/test_infra.py checks it).

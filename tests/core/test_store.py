@@ -10,7 +10,7 @@ from azure.cosmos.exceptions import CosmosHttpResponseError
 
 from core.bootstrap import Runtime
 from core.errors import ConcurrencyConflict, DuplicateId, PayloadTooLarge, ServiceUnavailable
-from core.store import KeyClaim, translate_cosmos_errors
+from core.store import KeyClaim, ensure_containers, make_cosmos_client, translate_cosmos_errors
 
 
 def _cosmos_error(status: int, **headers: str) -> CosmosHttpResponseError:
@@ -68,3 +68,12 @@ class TestKeyClaims:
     def test_a_claim_cannot_collide_with_an_assignment_id(self) -> None:
         claim = KeyClaim(key="0" * 64, body_hash="a", assignment_id="x")
         assert len(claim.document_id) > 64
+
+
+def test_creating_the_containers_is_idempotent(runtime: Runtime) -> None:
+    client = make_cosmos_client(runtime.settings.cosmos_endpoint, runtime.settings.cosmos_key)
+    names = runtime.container_names
+    ensure_containers(client, names)
+    database = ensure_containers(client, names)
+    assert {c["id"] for c in database.list_containers()} >= {names.assignments, names.users, names.leases}
+    assert database.get_container_client(names.assignments).read()["partitionKey"]["paths"] == ["/pk"]

@@ -55,3 +55,20 @@ def test_503_when_cosmos_is_dead(app: FunctionCaller, settings: Settings) -> Non
     assert response.status == 503
     assert response.json()["dependencies"]["cosmos"]["status"] == "down"
     assert response.json()["dependencies"]["storage"]["status"] == "up"
+
+
+def test_requests_get_503_with_retry_after_while_cosmos_is_unreachable(app: FunctionCaller, settings: Settings) -> None:
+    broken = Runtime(settings.model_copy(update={"cosmos_endpoint": f"http://127.0.0.1:{_dead_port()}/"}))
+    set_runtime(broken)
+    try:
+        response = app.call(
+            "get_assignment",
+            url="/assignments/x",
+            token=app.tokens.user("olivia@contoso.com"),
+            route_params={"id": "x"},
+        )
+    finally:
+        set_runtime(app.runtime)
+    assert response.status == 503
+    assert response.json()["code"] == "serviceUnavailable"
+    assert int(response.headers["retry-after"]) >= 1
