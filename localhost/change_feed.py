@@ -24,8 +24,9 @@ from datetime import datetime
 from typing import Any
 
 import azure.functions as func
+from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey
-from azure.cosmos.exceptions import CosmosResourceNotFoundError
+from azure.cosmos.exceptions import CosmosHttpResponseError, CosmosResourceNotFoundError
 
 from core.clock import Clock, utc_now
 from core.models import format_timestamp
@@ -120,6 +121,7 @@ class ChangeFeedListener:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._continuation: str | None = None
+        self._lease_etag: str | None = None
         self._monitored: ContainerProxy | None = None
         self._leases: ContainerProxy | None = None
 
@@ -195,19 +197,33 @@ class ChangeFeedListener:
             )
 
     def _checkpoint(self, continuation: str | None) -> None:
+        """Advance the lease, conditional on the version of it we last saw: a second host on the same lease
+        then fails here instead of moving the lease backwards, and adopts the other's position."""
         if not continuation or continuation == self._continuation:
             return
         assert self._leases is not None
-        self._leases.upsert_item(
-            {
-                "id": self.binding.lease_id,
-                "ContinuationToken": continuation,
-                "Owner": "localhost",
-                "FeedDatabase": self.binding.database,
-                "FeedContainer": self.binding.container,
-                "timestamp": format_timestamp(self._clock()),
-            }
-        )
+        lease = {
+            "id": self.binding.lease_id,
+            "ContinuationToken": continuation,
+            "Owner": "localhost",
+            "FeedDatabase": self.binding.database,
+            "FeedContainer": self.binding.container,
+            "timestamp": format_timestamp(self._clock()),
+        }
+        try:
+            if self._lease_etag is None:
+                written = self._leases.create_item(lease)
+            else:
+                written = self._leases.replace_item(
+                    lease["id"], lease, etag=self._lease_etag, match_condition=MatchConditions.IfNotModified
+                )
+        except CosmosHttpResponseError as error:
+            if error.status_code not in (409, 412):
+                raise
+            log.warning("Lease %s was advanced by another host; taking up its position", self.binding.lease_id)
+            self._continuation = self._read_lease()
+            return
+        self._lease_etag = written["_etag"]
         self._continuation = continuation
 
     def _read_lease(self) -> str | None:
@@ -215,7 +231,9 @@ class ChangeFeedListener:
         try:
             lease = self._leases.read_item(self.binding.lease_id, partition_key=self.binding.lease_id)
         except CosmosResourceNotFoundError:
+            self._lease_etag = None
             return None
+        self._lease_etag = lease["_etag"]
         token = lease.get("ContinuationToken")
         return str(token) if token else None
 

@@ -6,7 +6,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from azure.cosmos import ContainerProxy, DatabaseProxy, PartitionKey
@@ -149,6 +149,39 @@ def test_a_restart_resumes_from_the_lease(
     lease = database.get_container_client(binding.lease_container).read_item(binding.lease_id, binding.lease_id)
     assert lease["ContinuationToken"]
     assert binding.lease_id == f"test-feed_probe.{binding.database}.{binding.container}"
+
+
+def test_a_second_host_on_the_same_lease_never_moves_it_backwards(
+    container: ContainerProxy,
+    binding: CosmosTriggerBinding,
+    invoker: FunctionInvoker,
+    listeners: list[ChangeFeedListener],
+    database: DatabaseProxy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    run = uuid.uuid4().hex
+    leases = database.get_container_client(binding.lease_container)
+    write(container, run, "a")
+    ahead = start(listeners, binding, invoker, poll=True)
+    ahead.poll_once()
+    leases_seen: list[str] = []
+
+    def observing(batch: Any, *, reason: str) -> None:
+        leases_seen.append(leases.read_item(binding.lease_id, binding.lease_id)["ContinuationToken"])
+        invoker(batch, reason=reason)
+
+    behind = ChangeFeedListener(replace(binding, max_items=1), cast(FunctionInvoker, observing))
+    behind.open()  # it holds the lease as it is now: after "a"
+    listeners.append(behind)
+    write(container, run, "b", "c")
+    ahead.poll_once()
+    newest = leases.read_item(binding.lease_id, binding.lease_id)["ContinuationToken"]
+    # `behind` delivers "b" and "c" again (at least once), one per page. Its checkpoint after "b" is older
+    # than the lease: it must lose to the newer lease, so the lease is never seen to go backwards.
+    behind.poll_once()
+    assert leases_seen == [newest, newest]
+    assert leases.read_item(binding.lease_id, binding.lease_id)["ContinuationToken"] == newest
+    assert "advanced by another host" in caplog.text
 
 
 def test_when_the_function_raises_the_checkpoint_still_advances_and_it_is_logged(
