@@ -198,7 +198,7 @@ class IdempotencyRecord(CamelModel):
     version: int
     response: dict[str, Any]
     etag: str | None = None
-    ts: float | None = None
+    ts: int | None = None
 
 
 class AssignmentFields(CamelModel):
@@ -257,7 +257,7 @@ class AssignmentFields(CamelModel):
 class Assignment(AssignmentFields):
     """The public model: exactly what callers see."""
 
-    ts: float | None = Field(default=None, alias="_ts")
+    ts: int | None = Field(default=None, alias="_ts")
     etag: str | None = Field(default=None, alias="_etag")
 
     def to_json(self) -> dict[str, Any]:
@@ -282,7 +282,7 @@ class AssignmentDocument(AssignmentFields):
     created_with_key: str | None = None
     # The last progress `eventId`s applied, so a redelivered event changes nothing (see `rules.remember_event`).
     processed_event_ids: list[str] = Field(default_factory=list)
-    ts: float | None = Field(default=None, alias="_ts")
+    ts: int | None = Field(default=None, alias="_ts")
     etag: str | None = Field(default=None, alias="_etag")
 
     def to_public(self) -> Assignment:

@@ -332,3 +332,9 @@ class TestAuthOnRoutes:
     def test_v1_and_v2_tokens_are_accepted(self, app: FunctionCaller, version: int) -> None:
         token = app.tokens.user(ORIGINATOR, version=version)
         assert create(app, new_body(), token=token).status == 201
+
+
+def test_ts_is_whole_seconds_as_cosmos_sends_it(app: FunctionCaller) -> None:
+    created = create(app, new_body()).json()
+    assert isinstance(created["_ts"], int)
+    assert b'"_ts": ' + str(created["_ts"]).encode() + b"," in get(app, created["id"], app.tokens.user(ORIGINATOR)).body
