@@ -89,7 +89,8 @@ class Principal:
 
     @property
     def is_reporter(self) -> bool:
-        return ROLE_REPORT in self.roles
+        """Only an application reports progress for others (CONTRACTS); a user holding the role is not one."""
+        return self.is_app_only and ROLE_REPORT in self.roles
 
 
 class JwksUnavailable(ServiceUnavailable):

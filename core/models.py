@@ -72,15 +72,23 @@ def format_timestamp(value: datetime) -> str:
 def _require_zone(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("must include a time zone (e.g. Z or +01:00)")
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of the supported range") from None
     # Milliseconds are the stored precision; truncating here keeps comparisons honest after a round trip.
-    return value.astimezone(UTC).replace(microsecond=(value.microsecond // 1000) * 1000)
+    return in_utc.replace(microsecond=(value.microsecond // 1000) * 1000)
 
 
 Timestamp = Annotated[datetime, AfterValidator(_require_zone), PlainSerializer(format_timestamp, return_type=str)]
 
 
+RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}")
+
+
 def _require_text(value: object) -> object:
-    if not isinstance(value, str):
+    # Pydantic would also take numbers, and digit strings, as Unix times: callers must send RFC 3339.
+    if not isinstance(value, str) or not RFC3339_START.match(value):
         raise ValueError("must be an RFC 3339 date-time string such as 2030-01-31T17:00:00Z")
     return value
 
@@ -107,6 +115,19 @@ Score = Annotated[float, Strict(), Field(ge=0, le=100)]
 AttemptCount = Annotated[StrictInt, Field(ge=1, le=1000)]
 # An event's outcome is stored in the assignment; bounding it keeps documents far below Cosmos's limit.
 MAX_OUTCOME_BYTES = 8 * 1024
+MAX_OUTCOME_DEPTH = 32
+
+
+def _json_depth(value: object) -> int:
+    """How deeply a JSON value nests, without recursion (a hostile body may nest a thousand levels)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 class CamelModel(BaseModel):
@@ -328,7 +349,11 @@ class ProgressEvent(RequestModel):
     @field_validator("outcome_data")
     @classmethod
     def _bounded_outcome(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(json.dumps(value, separators=(",", ":"))) > MAX_OUTCOME_BYTES:
+        if value is None:
+            return value
+        if _json_depth(value) > MAX_OUTCOME_DEPTH:
+            raise ValueError(f"must nest at most {MAX_OUTCOME_DEPTH} levels deep")
+        if len(json.dumps(value, separators=(",", ":"))) > MAX_OUTCOME_BYTES:
             raise ValueError(f"must be at most {MAX_OUTCOME_BYTES // 1024} KiB of JSON")
         return value
 
@@ -394,12 +419,13 @@ def _comma_separated(value: object) -> object:
 
 
 class ListQuery(CamelModel):
-    """The query string of `GET /assignments`. `status` is one status or a comma-separated list."""
+    """The query string of `GET /assignments`. `status` is one status or a comma-separated list. Query
+    values are strings, so numbers are parsed from them, but never a Unix time for `dueBefore`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_by_name=False, validate_by_alias=True)
 
     role: ListRole = ListRole.ASSIGNEE
     status: Annotated[list[Status], BeforeValidator(_comma_separated)] = Field(default_factory=list)
-    due_before: Timestamp | None = None
+    due_before: TimestampInput | None = None
     page_size: Annotated[int, Field(ge=1, le=100)] = 50
     continuation_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)] | None = None

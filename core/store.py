@@ -74,6 +74,27 @@ class KeyClaim:
 
 
 KEY_CLAIM_TTL_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A permanent record, in an assignment's partition, that something happened to it once (an event
+    was applied). Written in the same batch as the change, so the two can never disagree. The `:` in its
+    id cannot occur in an assignment id, so the two never collide."""
+
+    assignment_id: str
+    kind: str
+    key: str
+
+    @property
+    def document_id(self) -> str:
+        return f"{self.assignment_id}:{self.kind}:{self.key}"
+
+    @property
+    def partition_key(self) -> str:
+        return partition_key_of(self.assignment_id)
+
+
 DOC_TYPE_KEY_CLAIM = "idempotencyKeyClaim"
 
 
@@ -103,6 +124,10 @@ class AssignmentStore(Protocol):
         continuation_token: str | None,
         partition_key: str | None = None,
     ) -> Page: ...
+
+    def replace_and_mark(self, document: AssignmentDocument, *, etag: str, marker: Marker) -> AssignmentDocument: ...
+
+    def has_marker(self, marker: Marker) -> bool: ...
 
     def claim_key(self, claim: KeyClaim) -> KeyClaim | None: ...
 
@@ -246,6 +271,28 @@ class CosmosAssignmentStore:
             AssignmentDocument.model_validate(results[0]["resourceBody"]),
             AssignmentDocument.model_validate(results[1]["resourceBody"]),
         )
+
+    def replace_and_mark(self, document: AssignmentDocument, *, etag: str, marker: Marker) -> AssignmentDocument:
+        """One transactional batch: the change and its marker. A marker that exists already means a twin of
+        this request won the race: that surfaces as a lost race, and the caller re-reads."""
+        body = {"id": marker.document_id, "pk": marker.partition_key, "docType": marker.kind}
+        operations: Sequence[Any] = [
+            ("replace", (document.id, document.to_cosmos()), {"if_match_etag": etag}),
+            ("create", (body,)),
+        ]
+        with translate_cosmos_errors(on_conflict=ConcurrencyConflict(f"marker {marker.document_id} exists")):
+            results = self._container.execute_item_batch(operations, partition_key=marker.partition_key)
+        return AssignmentDocument.model_validate(results[0]["resourceBody"])
+
+    def has_marker(self, marker: Marker) -> bool:
+        with translate_cosmos_errors():
+            try:
+                self._container.read_item(marker.document_id, partition_key=marker.partition_key)
+            except CosmosHttpResponseError as error:
+                if error.status_code == 404:
+                    return False
+                raise
+        return True
 
     def query(
         self,

@@ -70,6 +70,11 @@ def trace_id_of(req: func.HttpRequest) -> str:
     return uuid.uuid4().hex
 
 
+def _refuse_non_json_constant(name: str) -> object:
+    # Python's json accepts NaN and Infinity; JSON does not, and Cosmos would store them as null.
+    raise ValueError(f"{name} is not JSON")
+
+
 def json_body(req: func.HttpRequest, *, content_types: tuple[str, ...] = JSON_TYPES, allow_empty: bool = False) -> Any:
     """The parsed JSON object of the body; `None` for an empty body when `allow_empty`."""
     raw = req.get_body() or b""
@@ -81,8 +86,8 @@ def json_body(req: func.HttpRequest, *, content_types: tuple[str, ...] = JSON_TY
     if media_type not in content_types:
         raise InvalidRequest(f"Content-Type must be {' or '.join(content_types)}")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(raw, parse_constant=_refuse_non_json_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidRequest("The request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object")

@@ -24,7 +24,7 @@ from core.errors import (
 from core.idempotency import IdempotentRequest, find_replay
 from core.models import ROOT_ID_PATTERN, AssignmentDocument, OutboxEvent
 from core.rules import begin_write, check_readable
-from core.store import AssignmentStore
+from core.store import AssignmentStore, Marker
 
 if TYPE_CHECKING:
     from core.auth import Principal
@@ -122,11 +122,13 @@ def update_assignment(
     authorize: Authorize,
     change: Change,
     check_visible: Authorize = check_readable,
+    marker: Marker | None = None,
 ) -> Outcome:
     """Read, check in the contract's order, change, and write conditionally on the ETag that was read.
 
     A lost race re-reads and re-decides from scratch, so the loser sees the winner's state and is
-    refused by the same rules (e.g. `alreadyAssigned`) instead of overwriting it.
+    refused by the same rules (e.g. `alreadyAssigned`) instead of overwriting it. A `marker` is written
+    in the same transactional batch as the change.
     """
     for _ in range(MAX_RACE_RETRIES):
         document = load(deps, assignment_id)
@@ -143,7 +145,10 @@ def update_assignment(
         if idempotency is not None:
             document.remember(idempotency.record(created=False, holder=document))
         try:
-            stored = deps.store.replace(document, etag=read_etag)
+            if marker is None:
+                stored = deps.store.replace(document, etag=read_etag)
+            else:
+                stored = deps.store.replace_and_mark(document, etag=read_etag, marker=marker)
         except ConcurrencyConflict:
             continue
         return Outcome(stored.to_public().to_json())

@@ -8,6 +8,7 @@ and race retries. The state checks start with `rules.allowed_transition`, i.e. t
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -47,6 +48,7 @@ from core.rules import (
     was_processed,
 )
 from core.services.common import ASSIGNMENT_ID_PATTERN, Deps, Outcome, emit, parse_model, update_assignment
+from core.store import Marker
 
 if TYPE_CHECKING:
     from core.auth import Principal
@@ -143,10 +145,14 @@ def record_event(
         lambda: _parse_event(body, deps.clock()), idempotency=idempotency, deps=deps, assignment_id=assignment_id
     )
 
+    # Every applied event leaves a permanent marker; the document's short list of recent ids only saves
+    # the marker's read for the redeliveries that come soon after.
+    marker = Marker(assignment_id, "event", hashlib.sha256(event.event_id.encode()).hexdigest())
+
     def authorize(principal: Principal, document: AssignmentDocument) -> None:
         if not (principal.is_admin or principal.is_reporter or is_assignee(principal, document)):
             raise Forbidden("Only the assignee, a reporter app or an admin may report progress")
-        if was_processed(document, event.event_id):
+        if was_processed(document, event.event_id) or deps.store.has_marker(marker):
             raise _AlreadyProcessed(document)
 
     def change(document: AssignmentDocument, now: datetime) -> None:
@@ -167,6 +173,7 @@ def record_event(
             authorize=authorize,
             change=change,
             check_visible=_visible_to_event_poster,
+            marker=marker,
         )
     except _AlreadyProcessed as repeat:
         return Outcome(repeat.document.to_public().to_json())

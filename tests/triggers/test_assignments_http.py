@@ -142,6 +142,10 @@ class TestCreate:
             ({"maxAttempts": "3"}, "maxAttempts"),
             ({"dueAt": 1893456000}, "dueAt"),
             ({"passScore": "80", "completionCriteria": "flow_passed"}, "passScore"),
+            ({"dueAt": "0001-01-01T00:00:00+01:00"}, "dueAt"),
+            ({"dueAt": "1893456000"}, "dueAt"),
+            ({"dueAt": "2030-01-31"}, "dueAt"),
+            ({"expiresAt": "9999-12-31T23:59:59-01:00"}, "expiresAt"),
         ],
     )
     def test_refuses_invalid_fields(self, app: FunctionCaller, overrides: dict[str, Any], field: str) -> None:
@@ -168,6 +172,9 @@ class TestCreate:
             (b"[1, 2]", {"content-type": "application/json"}),
             (b'{"a": 1}', {"content-type": "text/plain"}),
             (b'{"a": 1}', {}),
+            (b'{"maxAttempts": NaN}', {"content-type": "application/json"}),
+            (b'{"passScore": Infinity}', {"content-type": "application/json"}),
+            (b"[" * 5000 + b"]" * 5000, {"content-type": "application/json"}),
         ],
     )
     def test_refuses_a_body_that_is_not_a_json_object(
