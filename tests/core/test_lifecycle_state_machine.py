@@ -8,6 +8,9 @@ invariants checked after each step:
 - a refused operation changes nothing, `_etag` included;
 - `version` grows by one on every write.
 
+Delegate runs among them (the machine follows the original, which it makes `delegated`); txn
+assign/unassign have their own tests in tests/triggers/test_txn.py.
+
 Where the outcome is simple to predict (who may act, terminal, expired, the operation's own 409s) the
 machine predicts it and checks the use case agrees.
 """
@@ -36,6 +39,7 @@ from core.services import (
     cancel_assignment,
     complete_assignment,
     create_assignment,
+    delegate_assignment,
     edit_assignment,
     reassign_assignment,
     record_event,
@@ -97,6 +101,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.document: AssignmentDocument | None = None
         self.terminal_snapshot: AssignmentDocument | None = None
         self.completed_by: str | None = None
+        self.delegated_by: tuple[str, str] | None = None
         self.event_ids: list[str] = []
         # The passScore in force when each attempt closed: the `failed` rule judges an attempt by it.
         self.pass_score_at_close: dict[int, float | None] = {}
@@ -126,11 +131,17 @@ class LifecycleMachine(RuleBasedStateMachine):
         return None
 
     def run(
-        self, operation: Callable[[], Outcome], expected: Refusal | None, *, or_refused: tuple[Refusal, ...] = ()
+        self,
+        operation: Callable[[], Outcome],
+        expected: Refusal | None,
+        *,
+        or_refused: tuple[Refusal, ...] = (),
+        answers_with_this_assignment: bool = True,
     ) -> bool:
         """Run one operation and check what it did to the stored document. `expected` is the refusal the
         machine predicts, or None for success; when it predicts success, `or_refused` names refusals it
-        cannot tell apart from success without restating the rule under test. True when it wrote."""
+        cannot tell apart from success without restating the rule under test. True when it wrote.
+        Delegate answers with the successor, not this assignment: `answers_with_this_assignment=False`."""
         before = self.read()
         refusal: errors.DomainError | None = None
         try:
@@ -144,7 +155,8 @@ class LifecycleMachine(RuleBasedStateMachine):
             return False
         assert expected is None, f"succeeded; expected {expected.__name__}"
         after = self.read()
-        assert outcome.assignment == after.to_public().to_json()
+        if answers_with_this_assignment:
+            assert outcome.assignment == after.to_public().to_json()
         wrote = after.etag != before.etag
         if wrote:
             assert after.version == before.version + 1
@@ -337,6 +349,39 @@ class LifecycleMachine(RuleBasedStateMachine):
             expected,
             or_refused=or_refused,
         )
+
+    @rule(
+        to_whom=st.sampled_from(["user0", "user1", "disabled", "unknown", "current"]),
+        actor=st.sampled_from(["assignee", "assignee", "admin", "originator"]),
+    )
+    def delegate(self, to_whom: str, actor: str) -> None:
+        """Delegate, in the contract's order of checks; the machine keeps following the original."""
+        users = {f"user{i}": u for i, u in enumerate(self.world.enabled_users)}
+        to = users.get(to_whom) or (self.world.disabled_user if to_whom == "disabled" else None)
+        to_upn = {
+            "current": self.assignee.upn or "",
+            "unknown": f"nobody-{uuid.uuid4().hex[:8]}@contoso.com",
+        }.get(to_whom) or (to.upn if to is not None else "")
+        principal = self.actor(actor)
+        expected: Refusal | None = None
+        if actor == "originator":
+            expected = errors.Forbidden
+        elif self.current.status == Status.DELEGATED:
+            # Natural idempotency: the same caller, to the same user, gets the successor again.
+            expected = None if self.delegated_by == (principal.actor, to_upn) else errors.AlreadyDelegated
+        else:
+            expected = self.state_refusal()
+            if expected is None and to_upn == (self.current.assignee_email or "").lower():
+                expected = errors.SelfDelegation
+            if expected is None and to_whom in ("disabled", "unknown"):
+                expected = errors.UserNotFound
+        body = {"toUpn": to_upn}
+        if self.run(
+            lambda: delegate_assignment(self.assignment_id, body, principal, self.deps),
+            expected,
+            answers_with_this_assignment=False,
+        ):
+            self.delegated_by = (principal.actor, to_upn)
 
     @rule(minutes=st.sampled_from([1, 20, 90]))
     def advance_clock(self, minutes: int) -> None:
