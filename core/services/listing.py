@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -31,21 +33,32 @@ _ROLE_FILTERS: dict[ListRole, str] = {
 }
 
 
-def _encode_token(cosmos_token: str | None) -> str | None:
-    """Cosmos tokens are JSON; base64url makes them safe to put in a query string as they are."""
+_NOT_OURS = "is not a continuation token of this query"
+
+
+def _fingerprint(sql: str, parameters: Mapping[str, object]) -> str:
+    """A token continues one query for one caller: the query text with the caller's own parameters."""
+    return hashlib.sha256(json.dumps([sql, parameters], sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _encode_token(cosmos_token: str | None, fingerprint: str) -> str | None:
+    """Cosmos tokens are JSON; base64url makes them, bound to their query, safe in a query string."""
     if cosmos_token is None:
         return None
-    return base64.urlsafe_b64encode(cosmos_token.encode()).decode("ascii")
+    wrapped = json.dumps({"q": fingerprint, "t": cosmos_token}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(wrapped.encode()).decode("ascii")
 
 
-def _decode_token(token: str | None) -> str | None:
+def _decode_token(token: str | None, fingerprint: str) -> str | None:
     if token is None:
         return None
     try:
-        return base64.urlsafe_b64decode(token.encode("ascii")).decode()
+        wrapped = json.loads(base64.urlsafe_b64decode(token.encode("ascii")).decode())
     except (ValueError, binascii.Error, UnicodeError):
-        message = "is not a continuation token this service issued"
-        raise ValidationFailed(f"continuationToken {message}", [FieldError("continuationToken", message)]) from None
+        wrapped = None
+    if not isinstance(wrapped, dict) or wrapped.get("q") != fingerprint or not isinstance(wrapped.get("t"), str):
+        raise ValidationFailed(f"continuationToken {_NOT_OURS}", [FieldError("continuationToken", _NOT_OURS)])
+    return str(wrapped["t"])
 
 
 def _role_parameters(role: ListRole, principal: Principal) -> dict[str, object] | None:
@@ -65,7 +78,6 @@ def _role_parameters(role: ListRole, principal: Principal) -> dict[str, object] 
 def list_assignments(params: Mapping[str, str], principal: Principal, deps: Deps) -> dict[str, Any]:
     """`GET /assignments`: `{"items": [...], "continuationToken": ...}`, newest `createdAt` first."""
     query = parse_model(ListQuery, dict(params))
-    cosmos_token = _decode_token(query.continuation_token)
     role = ListRole(query.role)
     role_parameters = _role_parameters(role, principal)
     if role_parameters is None:
@@ -82,8 +94,10 @@ def list_assignments(params: Mapping[str, str], principal: Principal, deps: Deps
         parameters["@dueBefore"] = format_timestamp(query.due_before)
     sql = f"SELECT * FROM c WHERE {' AND '.join(clauses)} ORDER BY c.createdAt DESC"  # noqa: S608 - fixed clauses
 
+    fingerprint = _fingerprint(sql, parameters)
+    cosmos_token = _decode_token(query.continuation_token, fingerprint)
     page = deps.store.query(sql, parameters, page_size=query.page_size, continuation_token=cosmos_token)
     return {
         "items": [AssignmentDocument.model_validate(item).to_public().to_json() for item in page.items],
-        "continuationToken": _encode_token(page.continuation_token),
+        "continuationToken": _encode_token(page.continuation_token, fingerprint),
     }

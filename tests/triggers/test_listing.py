@@ -170,6 +170,22 @@ class TestPaging:
                 break
         assert pages == [made[4:2:-1], made[2:0:-1], made[0:1]]
 
+    def test_a_token_continues_only_its_own_query_and_caller(self, app: FunctionCaller) -> None:
+        originator = upn("o")
+        for minute in range(3):
+            make(app, originator, minute=minute)
+        first = list_as(app, app.tokens.user(originator), role="originator", pageSize=1).json()
+        token = first["continuationToken"]
+        assert token is not None
+        other_filter = list_as(
+            app, app.tokens.user(originator), role="originator", status="pending", continuationToken=token
+        )
+        assert_problem(other_filter, 422, "validationFailed")
+        other_caller = list_as(app, app.tokens.user(upn("x")), role="originator", continuationToken=token)
+        assert_problem(other_caller, 422, "validationFailed")
+        same = list_as(app, app.tokens.user(originator), role="originator", pageSize=1, continuationToken=token)
+        assert same.status == 200
+
     def test_the_default_page_holds_50(self, app: FunctionCaller) -> None:
         originator = upn("o")
         for _ in range(51):
