@@ -1,5 +1,7 @@
 """HTTP triggers of the txn routes (seed 003): assign and unassign a task, in the seed's error format."""
 
+from collections.abc import Callable
+
 import azure.functions as func
 
 from core import services
@@ -12,12 +14,9 @@ WORKSPACES = "workspaces"
 TXN_ROUTE = f"{WORKSPACES}/secure/api/v1/txn"
 
 
-@bp.function_name("txn_assign")
-@route(bp, f"{TXN_ROUTE}/assign", func.HttpMethod.POST)
-@txn_boundary(f"POST /{TXN_ROUTE}/assign")
-def txn_assign(req: func.HttpRequest) -> func.HttpResponse:
+def _txn_write(req: func.HttpRequest, use_case: Callable[..., services.Outcome]) -> func.HttpResponse:
     principal, runtime = authenticate(req)
-    outcome = services.assign_task(
+    outcome = use_case(
         json_body(req),
         principal,
         runtime.deps(),
@@ -25,21 +24,20 @@ def txn_assign(req: func.HttpRequest) -> func.HttpResponse:
         if_match=req.headers.get("if-match"),
     )
     return assignment_response(outcome)
+
+
+@bp.function_name("txn_assign")
+@route(bp, f"{TXN_ROUTE}/assign", func.HttpMethod.POST)
+@txn_boundary(f"POST /{TXN_ROUTE}/assign")
+def txn_assign(req: func.HttpRequest) -> func.HttpResponse:
+    return _txn_write(req, services.assign_task)
 
 
 @bp.function_name("txn_unassign")
 @route(bp, f"{TXN_ROUTE}/unassign", func.HttpMethod.POST)
 @txn_boundary(f"POST /{TXN_ROUTE}/unassign")
 def txn_unassign(req: func.HttpRequest) -> func.HttpResponse:
-    principal, runtime = authenticate(req)
-    outcome = services.unassign_task(
-        json_body(req),
-        principal,
-        runtime.deps(),
-        idempotency_key=req.headers.get("idempotency-key"),
-        if_match=req.headers.get("if-match"),
-    )
-    return assignment_response(outcome)
+    return _txn_write(req, services.unassign_task)
 
 
 # Every method and every path under /workspaces that the routes above do not take, answered in the
