@@ -12,44 +12,10 @@ cache), unassign each, then assign each to one user (every lookup after the firs
 from __future__ import annotations
 
 import argparse
-import uuid
 from functools import partial
 
 from bench.harness import function_app, measure
-from core.directory import CosmosDirectory, DirectoryUser
-from tests.support.app import FunctionCaller, Response
-
-ORIGINATOR = "olivia@contoso.com"
-TXN = "/workspaces/secure/api/v1/txn"
-
-
-def add_user(app: FunctionCaller) -> str:
-    user_key = uuid.uuid4().hex
-    upn = f"bench-{user_key[:10]}@contoso.com"
-    CosmosDirectory(app.runtime.users_container).put(DirectoryUser(user_key, upn, None, True))
-    return user_key
-
-
-def new_task(app: FunctionCaller) -> str:
-    response = app.call(
-        "create_assignment",
-        method="POST",
-        url="/assignments",
-        token=app.tokens.user(ORIGINATOR),
-        json_body={"targetType": "chat", "targetId": "c", "completionCriteria": "manual", "taskKey": "bench"},
-    )
-    assert response.status == 201, response.body
-    return str(response.json()["id"])
-
-
-def txn(app: FunctionCaller, operation: str, params: dict[str, str]) -> Response:
-    return app.call(
-        f"txn_{operation}",
-        method="POST",
-        url=f"{TXN}/{operation}",
-        token=app.tokens.user(ORIGINATOR),
-        json_body={"params": params},
-    )
+from tests.triggers.test_txn import assign, new_task, new_user, unassign
 
 
 def main() -> None:
@@ -59,16 +25,18 @@ def main() -> None:
 
     with function_app() as app:
         new_task(app)  # warm up: containers, JWKS, connections
-        tasks = [new_task(app) for _ in range(n)]
-        fresh = [add_user(app) for _ in range(n)]
-        assign_fresh = [
-            partial(txn, app, "assign", {"submitKey": t, "userKey": u}) for t, u in zip(tasks, fresh, strict=True)
-        ]
+        tasks = [new_task(app)["id"] for _ in range(n)]
+        fresh = [new_user(app).user_key for _ in range(n)]
+        assign_fresh = [partial(assign, app, t, u) for t, u in zip(tasks, fresh, strict=True)]
         measure(app, "assign, directory cache miss", assign_fresh, expect=200)
-        measure(app, "unassign", [partial(txn, app, "unassign", {"submitKey": t}) for t in tasks], expect=200)
-        repeated = add_user(app)
-        assign_repeated = [partial(txn, app, "assign", {"submitKey": t, "userKey": repeated}) for t in tasks]
-        measure(app, "assign, directory cache hit (one user)", assign_repeated, expect=200)
+        measure(app, "unassign", [partial(unassign, app, t) for t in tasks], expect=200)
+        repeated = new_user(app).user_key
+        measure(
+            app,
+            "assign, directory cache hit (one user)",
+            [partial(assign, app, t, repeated) for t in tasks],
+            expect=200,
+        )
 
 
 if __name__ == "__main__":
