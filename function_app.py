@@ -5,12 +5,11 @@ Nothing here reads a setting or opens a client: an import error would silently d
 
 import azure.functions as func
 
-from triggers import assignments, delegation, fallback, health, lifecycle, txn, users
+from triggers import assignments, fallback, health, lifecycle, txn, users
 
 app = func.FunctionApp()
 app.register_functions(assignments.bp)
 app.register_functions(health.bp)
-app.register_functions(delegation.bp)
 app.register_functions(users.bp)
 app.register_functions(txn.bp)
 app.register_functions(lifecycle.bp)

@@ -15,17 +15,18 @@ from azure.storage.queue import QueueServiceClient
 
 from core.auth import JwksCache, Principal, TokenValidator, bearer_token
 from core.clock import Clock, utc_now
-from core.directory import CachedDirectory, CosmosDirectory, Directory, DirectoryUser, GraphDirectory, UserRegistry
-from core.health import Probe
-from core.services.common import Deps
-from core.settings import Settings, get_settings
-from core.store import (
+from core.cosmos import (
     ContainerNames,
     CosmosAssignmentStore,
+    CosmosDirectory,
     RoundTripCounter,
     ensure_containers,
     make_cosmos_client,
 )
+from core.directory import CachedDirectory, Directory, DirectoryUser, GraphDirectory, UserRegistry
+from core.health import Probe
+from core.services import Deps
+from core.settings import Settings, get_settings
 
 T = TypeVar("T")
 STORAGE_PROBE_TIMEOUT_SECONDS = 3
@@ -85,11 +86,14 @@ class Runtime:
         return self._once("database", build)
 
     @property
-    def store(self) -> CosmosAssignmentStore:
+    def assignments_container(self) -> Any:
         return self._once(
-            "store",
-            lambda: CosmosAssignmentStore(self._database().get_container_client(self.container_names.assignments)),
+            "assignments", lambda: self._database().get_container_client(self.container_names.assignments)
         )
+
+    @property
+    def store(self) -> CosmosAssignmentStore:
+        return self._once("store", lambda: CosmosAssignmentStore(self.assignments_container))
 
     @property
     def users_container(self) -> Any:
@@ -102,7 +106,12 @@ class Runtime:
     def _build_directory(self) -> Directory:
         inner: Directory
         if self.settings.directory == "graph":
-            inner = GraphDirectory(self.settings.graph_base_url, self._graph_credential or self._azure_credential())
+            # Graph answers for the app's home tenant: the first allowed tenant.
+            inner = GraphDirectory(
+                self.settings.graph_base_url,
+                self._graph_credential or self._azure_credential(),
+                home_tenant_id=self.settings.auth_tenant_ids[0],
+            )
         else:
             inner = CosmosDirectory(self.users_container)
         cache = CachedDirectory(inner, ttl_seconds=self.settings.directory_cache_ttl_seconds)
@@ -114,11 +123,11 @@ class Runtime:
         """The Cosmos `users` container, which `PUT /users/{userKey}` writes whatever DIRECTORY says."""
         return self._once("user_registry", lambda: CosmosDirectory(self.users_container))
 
-    def forget_user(self, user: DirectoryUser) -> None:
+    def forget_user(self, tenant_id: str, user: DirectoryUser) -> None:
         """Drop a changed user from this process's directory cache, if it has one."""
         cache: CachedDirectory | None = self._built.get("directory_cache")
         if cache is not None:
-            cache.forget(user)
+            cache.forget(tenant_id, user)
 
     @property
     def token_validator(self) -> TokenValidator:

@@ -1,33 +1,33 @@
-"""The user directory port. Delegate, reassign and assign resolve users through it, by UPN or by key.
+"""The user directory port. Create, delegate, reassign and assign resolve users through it, by UPN or
+by key, always within the caller's tenant.
 
 Adapters (`DIRECTORY=cosmos|graph` chooses one; the composition root wraps it in `CachedDirectory`):
-- `CosmosDirectory`: the `users` container, for local runs and tenants that sync their users. Each user
-  is stored twice in one container: under `key:{userKey}` and under `upn:{upn}`, so either lookup is one
-  point read. Admins write it with `PUT /users/{userKey}` (`put`).
+- `core.cosmos.users.CosmosDirectory`: the `users` container, partitioned by tenant, for local runs and
+  tenants that sync their users; admins write it with `PUT /users/{userKey}`.
 - `GraphDirectory`: Microsoft Graph, `GET /users/{id|upn}`, with an injected azure-identity credential.
+  Graph serves the app's home tenant only; in any other tenant it knows nobody.
 
 A disabled account is still returned by the adapters (it still owns its UPN); `enabled_user_by_upn` and
-`enabled_user_by_key` are what delegate and assign use, and they treat it as not found.
+`enabled_user_by_key` are what the use cases use, and they treat it as not found.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import quote, urlsplit
 
 import requests
-from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
-from azure.cosmos import ContainerProxy
-from azure.cosmos.exceptions import CosmosHttpResponseError
 
-from core.errors import ConcurrencyConflict, DuplicateUpn, ServiceUnavailable, UserNotFound
-from core.store import translate_cosmos_errors
+from core.errors import ServiceUnavailable
+
+log = logging.getLogger("assignments.directory")
 
 
 @dataclass(frozen=True)
@@ -39,145 +39,31 @@ class DirectoryUser:
 
 
 class Directory(Protocol):
-    def find_by_upn(self, upn: str) -> DirectoryUser | None: ...
+    def find_by_upn(self, tenant_id: str, upn: str) -> DirectoryUser | None: ...
 
-    def find_by_key(self, user_key: str) -> DirectoryUser | None: ...
+    def find_by_key(self, tenant_id: str, user_key: str) -> DirectoryUser | None: ...
 
 
 class UserRegistry(Protocol):
     """The writable side: only the Cosmos `users` container can be written by this service."""
 
-    def put(self, user: DirectoryUser) -> DirectoryUser | None:
-        """Store `user`; return the entry it replaced (None when the key is new)."""
+    def put(self, tenant_id: str, user: DirectoryUser) -> DirectoryUser | None:
+        """Store `user` in the tenant; return the entry it replaced (None when the key is new).
+        `DuplicateUpn` when another key of the tenant holds the UPN."""
         ...
 
-
-def enabled_user_by_upn(directory: Directory, upn: str) -> DirectoryUser:
-    return _enabled(directory.find_by_upn(upn), f"No enabled user {upn} is in the directory")
+    def get(self, tenant_id: str, user_key: str) -> DirectoryUser | None: ...
 
 
-def enabled_user_by_key(directory: Directory, user_key: str) -> DirectoryUser:
-    return _enabled(directory.find_by_key(user_key), f"No enabled user with key {user_key} is in the directory")
+def enabled_user_by_upn(directory: Directory, tenant_id: str, upn: str) -> DirectoryUser | None:
+    """The enabled user with this UPN in the tenant, or None: a disabled account counts as not found."""
+    user = directory.find_by_upn(tenant_id, upn)
+    return user if user is not None and user.account_enabled else None
 
 
-def _enabled(user: DirectoryUser | None, detail: str) -> DirectoryUser:
-    if user is None or not user.account_enabled:
-        raise UserNotFound(detail)
-    return user
-
-
-# --- Cosmos ------------------------------------------------------------------------------------------
-
-# Concurrent PUTs of the same user key lose ETag races; each loser re-reads and re-decides.
-MAX_PUT_RETRIES = 8
-
-
-def _key_pk(user_key: str) -> str:
-    return f"key:{user_key}"
-
-
-def _upn_pk(upn: str) -> str:
-    return f"upn:{upn.lower()}"
-
-
-def _user_from(body: dict[str, Any]) -> DirectoryUser:
-    return DirectoryUser(
-        user_key=body["userKey"],
-        upn=body["upn"],
-        display_name=body.get("displayName"),
-        account_enabled=bool(body.get("accountEnabled", True)),
-    )
-
-
-def _body_of(user: DirectoryUser, pk: str) -> dict[str, Any]:
-    return {
-        "id": "user",
-        "pk": pk,
-        "userKey": user.user_key,
-        "upn": user.upn,
-        "displayName": user.display_name,
-        "accountEnabled": user.account_enabled,
-    }
-
-
-class CosmosDirectory:
-    def __init__(self, container: ContainerProxy) -> None:
-        self._container = container
-
-    def _read_body(self, pk: str) -> dict[str, Any] | None:
-        with translate_cosmos_errors():
-            try:
-                body: dict[str, Any] = self._container.read_item("user", partition_key=pk)
-            except CosmosHttpResponseError as error:
-                if error.status_code == 404:
-                    return None
-                raise
-        return body
-
-    def _read(self, pk: str) -> DirectoryUser | None:
-        body = self._read_body(pk)
-        return None if body is None else _user_from(body)
-
-    def find_by_upn(self, upn: str) -> DirectoryUser | None:
-        return self._read(_upn_pk(upn))
-
-    def find_by_key(self, user_key: str) -> DirectoryUser | None:
-        return self._read(_key_pk(user_key))
-
-    def put(self, user: DirectoryUser) -> DirectoryUser | None:
-        """Write both entries of a user, refusing a UPN another key holds.
-
-        The entries live in two partitions, so no batch can write them together. The order makes every
-        intermediate state safe and a retried PUT repairs any interrupted one: first the UPN entry is
-        claimed (a create, so of two keys racing for one UPN exactly one wins), then the key entry is
-        written conditionally on the ETag read, and last the old UPN entry of a renamed user is removed.
-        """
-        user = replace(user, upn=user.upn.lower())
-        for _ in range(MAX_PUT_RETRIES):
-            current = self._read_body(_key_pk(user.user_key))
-            try:
-                self._claim_upn(user)
-                self._write(_key_pk(user.user_key), user, current)
-            except ConcurrencyConflict:
-                continue
-            previous = None if current is None else _user_from(current)
-            if previous is not None and previous.upn != user.upn:
-                self._release_upn(previous)
-            return previous
-        raise ServiceUnavailable("The user is being changed by many requests at once; retry", retry_after=1)
-
-    def _claim_upn(self, user: DirectoryUser) -> None:
-        pk = _upn_pk(user.upn)
-        holder = self._read_body(pk)
-        if holder is not None and holder["userKey"] != user.user_key:
-            raise DuplicateUpn(f"The UPN {user.upn} belongs to another user key")
-        self._write(pk, user, holder)
-
-    def _write(self, pk: str, user: DirectoryUser, current: dict[str, Any] | None) -> None:
-        body = _body_of(user, pk)
-        with translate_cosmos_errors(on_conflict=ConcurrencyConflict(f"{pk} was created concurrently")):
-            if current is None:
-                self._container.create_item(body)
-            else:
-                self._container.replace_item(
-                    "user", body, etag=current["_etag"], match_condition=MatchConditions.IfNotModified
-                )
-
-    def _release_upn(self, previous: DirectoryUser) -> None:
-        pk = _upn_pk(previous.upn)
-        holder = self._read_body(pk)
-        # Only remove the entry while it is still ours: another key may have claimed the UPN since.
-        if holder is None or holder["userKey"] != previous.user_key:
-            return
-        with translate_cosmos_errors():
-            try:
-                self._container.delete_item(
-                    "user", partition_key=pk, etag=holder["_etag"], match_condition=MatchConditions.IfNotModified
-                )
-            except CosmosHttpResponseError as error:
-                # Gone already, or just changed hands: either way it no longer names this user.
-                if error.status_code not in (404, 412):
-                    raise
+def enabled_user_by_key(directory: Directory, tenant_id: str, user_key: str) -> DirectoryUser | None:
+    user = directory.find_by_key(tenant_id, user_key)
+    return user if user is not None and user.account_enabled else None
 
 
 # --- Microsoft Graph ---------------------------------------------------------------------------------
@@ -207,28 +93,34 @@ def _graph_retry_after(response: requests.Response) -> int:
 
 
 class GraphDirectory:
-    """Users from Microsoft Graph. Needs the `User.Read.All` application permission: with less, Graph
-    omits `accountEnabled`, and such a user counts as disabled (this adapter fails closed)."""
+    """Users of the home tenant from Microsoft Graph. Needs the `User.Read.All` application permission:
+    with less, Graph omits `accountEnabled`, and such a user counts as disabled (this adapter fails closed);
+    without any, Graph answers 403, which is an outage of this deployment (503), logged with the fix."""
 
     def __init__(
         self,
         base_url: str,
         credential: TokenCredential,
         *,
+        home_tenant_id: str | None = None,
         session: requests.Session | None = None,
         timeout: float = GRAPH_TIMEOUT_SECONDS,
     ) -> None:
+        self._home_tenant_id = home_tenant_id.lower() if home_tenant_id else None
         self._base_url = base_url.rstrip("/")
         self._scope = graph_scope(base_url)
         self._credential = credential
         self._session = session or requests.Session()
         self._timeout = timeout
 
-    def find_by_upn(self, upn: str) -> DirectoryUser | None:
-        return self._get(upn.lower())
+    def _serves(self, tenant_id: str) -> bool:
+        return self._home_tenant_id is None or tenant_id.lower() == self._home_tenant_id
 
-    def find_by_key(self, user_key: str) -> DirectoryUser | None:
-        return self._get(user_key)
+    def find_by_upn(self, tenant_id: str, upn: str) -> DirectoryUser | None:
+        return self._get(upn.lower()) if self._serves(tenant_id) else None
+
+    def find_by_key(self, tenant_id: str, user_key: str) -> DirectoryUser | None:
+        return self._get(user_key) if self._serves(tenant_id) else None
 
     def _url(self, id_or_upn: str) -> str:
         quoted = quote(id_or_upn, safe="@")
@@ -250,8 +142,16 @@ class GraphDirectory:
             return None
         if response.status_code in _THROTTLED:
             raise ServiceUnavailable("The directory is busy; retry", retry_after=_graph_retry_after(response))
-        # Anything else (401/403: a missing permission) is a deployment error, reported as a 500.
-        response.raise_for_status()
+        if response.status_code in (401, 403):
+            log.error(
+                "Microsoft Graph refused the directory lookup (%d): grant the app's identity the Graph "
+                "application permission User.Read.All (docs/deploy.md)",
+                response.status_code,
+            )
+            raise ServiceUnavailable("The directory is not available to this service", retry_after=30)
+        if response.status_code >= 400:
+            log.error("Microsoft Graph answered %d to a directory lookup", response.status_code)
+            raise ServiceUnavailable("The directory did not answer", retry_after=1)
         body = response.json()
         return DirectoryUser(
             user_key=body["id"],
@@ -287,21 +187,25 @@ class CachedDirectory:
         self._clock = clock
         self._max_entries = max_entries
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, DirectoryUser]] = {}
+        self._entries: dict[tuple[str, str, str], tuple[float, DirectoryUser]] = {}
 
-    def find_by_upn(self, upn: str) -> DirectoryUser | None:
-        return self._lookup(_upn_pk(upn), lambda: self._inner.find_by_upn(upn))
+    def find_by_upn(self, tenant_id: str, upn: str) -> DirectoryUser | None:
+        return self._lookup(tenant_id, ("upn", tenant_id, upn.lower()), lambda: self._inner.find_by_upn(tenant_id, upn))
 
-    def find_by_key(self, user_key: str) -> DirectoryUser | None:
-        return self._lookup(_key_pk(user_key), lambda: self._inner.find_by_key(user_key))
+    def find_by_key(self, tenant_id: str, user_key: str) -> DirectoryUser | None:
+        return self._lookup(
+            tenant_id, ("key", tenant_id, user_key), lambda: self._inner.find_by_key(tenant_id, user_key)
+        )
 
-    def forget(self, *users: DirectoryUser) -> None:
+    def forget(self, tenant_id: str, *users: DirectoryUser) -> None:
         with self._lock:
             for user in users:
-                self._entries.pop(_key_pk(user.user_key), None)
-                self._entries.pop(_upn_pk(user.upn), None)
+                self._entries.pop(("key", tenant_id, user.user_key), None)
+                self._entries.pop(("upn", tenant_id, user.upn.lower()), None)
 
-    def _lookup(self, cache_key: str, load: Callable[[], DirectoryUser | None]) -> DirectoryUser | None:
+    def _lookup(
+        self, tenant_id: str, cache_key: tuple[str, str, str], load: Callable[[], DirectoryUser | None]
+    ) -> DirectoryUser | None:
         now = self._clock()
         with self._lock:
             entry = self._entries.get(cache_key)
@@ -309,12 +213,12 @@ class CachedDirectory:
                 return entry[1]
         user = load()
         if user is not None and self._ttl > 0:
-            self._store(user, now + self._ttl)
+            self._store(tenant_id, user, now + self._ttl)
         return user
 
-    def _store(self, user: DirectoryUser, expires_at: float) -> None:
+    def _store(self, tenant_id: str, user: DirectoryUser, expires_at: float) -> None:
         with self._lock:
-            for cache_key in (_key_pk(user.user_key), _upn_pk(user.upn)):
+            for cache_key in (("key", tenant_id, user.user_key), ("upn", tenant_id, user.upn.lower())):
                 self._entries.pop(cache_key, None)
                 self._entries[cache_key] = (expires_at, user)
             while len(self._entries) > self._max_entries:

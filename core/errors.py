@@ -35,13 +35,15 @@ seed's `{errorKey, error}` body for the txn routes).
     │   ├── NotATask               the assignment has no taskKey (txn routes)
     │   ├── Expired                now >= expiresAt
     │   ├── DuplicateId            an assignment with that id exists
-    │   └── DuplicateUpn           the UPN belongs to another user key
+    │   ├── DuplicateUpn           the UPN belongs to another user key
+    │   └── LimitExceeded          a bound on what one assignment keeps is reached
     ├── UnprocessableError         well-formed but semantically refused          422
     │   ├── UserNotFound           not in the directory, or disabled
     │   ├── SelfDelegation         delegating to the current assignee
     │   ├── DelegationCycle        the delegate is already in the chain
     │   └── DelegationTooDeep      the chain would exceed DELEGATION_MAX_DEPTH
-    └── ServiceUnavailable         Cosmos throttled or timed out (retry_after)   503
+    └── ServiceUnavailable         Cosmos throttled, timed out or a container is
+                                   missing; the directory unavailable            503
 
 `ConcurrencyConflict` is deliberately *not* a DomainError: it means our own read-modify-write lost
 a race, and use cases retry on it. Should it ever escape, it is a bug and surfaces as a 500.
@@ -206,6 +208,12 @@ class DuplicateId(ConflictError):
 
 class DuplicateUpn(ConflictError):
     code = "duplicateUpn"
+
+
+class LimitExceeded(ConflictError):
+    """A write would pass a bound on what one assignment keeps (attempts, or Cosmos's item size)."""
+
+    code = "limitExceeded"
 
 
 class UnprocessableError(DomainError):

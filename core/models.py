@@ -1,18 +1,22 @@
 """Pydantic models, split by role.
 
-- `AssignmentCreate`: what a caller may send to create an assignment (unknown and server-owned fields
+- `CreateRequest`: what a caller may send to create an assignment (unknown and server-owned fields
   are refused).
 - `Assignment`: the public model, every field always present, camelCase as in the seed.
-- `AssignmentDocument`: what is stored in Cosmos: the public fields plus internal ones (`pk`,
-  `version`, `outbox`, `idempotency`) that never leave the service.
+- `AssignmentDocument`: what is stored in Cosmos: the public fields plus internal ones (`pk`, the tenant,
+  `version`, `outbox`, the user keys of originator, assigner and chain) that never leave the service.
+- Request models, one per body a route takes, all named `…Request` (plus `ListQuery` for a query string).
+- `IdempotencyRecord`: a remembered answer, stored beside the assignment, never inside it.
 
-The public model is produced in one place: `AssignmentDocument.to_public()`.
+The public model is produced in one place: `AssignmentDocument.to_public()`. The API rules these models
+enforce are written down in docs/api-rules.md.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -34,8 +38,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 DOC_TYPE_ASSIGNMENT = "assignment"
+DOC_TYPE_IDEMPOTENCY = "idempotencyRecord"
 MAX_REASON_LENGTH = 2000
-IDEMPOTENCY_RECORDS_KEPT = 20
 
 
 class TargetType(StrEnum):
@@ -66,7 +70,12 @@ class Status(StrEnum):
 
 def format_timestamp(value: datetime) -> str:
     """RFC 3339 UTC with milliseconds and `Z`, the one format every timestamp is stored and shown in."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.astimezone(UTC).microsecond // 1000:03d}Z"
+    utc = value.astimezone(UTC)
+    # Not strftime("%Y"): glibc does not pad years before 1000 to four digits.
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
+        f".{utc.microsecond // 1000:03d}Z"
+    )
 
 
 def _require_zone(value: datetime) -> datetime:
@@ -149,7 +158,7 @@ class Attempt(CamelModel):
     note: str | None = None
 
 
-class AssignmentCreate(RequestModel):
+class CreateRequest(RequestModel):
     """The body of `POST /assignments`."""
 
     id: AssignmentId | None = None
@@ -173,7 +182,7 @@ class AssignmentCreate(RequestModel):
     schedule_id: ShortText | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> AssignmentCreate:
+    def _consistent(self) -> CreateRequest:
         check_schedule_and_score(self.due_at, self.expires_at, self.completion_criteria, self.pass_score)
         if self.task_key is None:
             if self.assignee_email is None:
@@ -206,20 +215,19 @@ class OutboxEvent(CamelModel):
 
 
 class IdempotencyRecord(CamelModel):
-    """A response remembered for replay, scoped to (caller, route, Idempotency-Key) by `key`.
+    """What an `Idempotency-Key` was used for: stored as its own document in the assignment's partition,
+    written in the same transactional batch as the change it answers, and expired after
+    `IDEMPOTENCY_TTL_HOURS`. A replay answers with the first status and the current representation of
+    `shown_id` (the assignment, or the successor a delegation created), so nothing is copied and the
+    assignment never grows with the keys used on it."""
 
-    It is stored in the document the response shows, written in the same request as the change, so the
-    two can never disagree. `response` lacks `_etag`/`_ts`, which Cosmos assigns only on write; they are
-    filled in by the next write of the holder (see `rules.begin_write`), before they would be lost.
-    """
-
-    key: str
+    id: str
+    pk: str
+    doc_type: str = DOC_TYPE_IDEMPOTENCY
     body_hash: str
     created: bool
-    version: int
-    response: dict[str, Any]
-    etag: str | None = None
-    ts: int | None = None
+    shown_id: str
+    ttl: int
 
 
 class AssignmentFields(CamelModel):
@@ -294,15 +302,17 @@ class AssignmentDocument(AssignmentFields):
     model_config = ConfigDict(extra="ignore")
 
     pk: str
+    tenant_id: str
     doc_type: str = DOC_TYPE_ASSIGNMENT
+    # Rights follow user keys (the Entra `oid`), never the UPNs shown in the public fields.
+    originator_user_key: str
+    assigned_by_user_key: str | None = None
+    delegation_chain_user_keys: list[str] = Field(default_factory=list)
     # Grows by one on every write, so projections can order versions and ignore stale redeliveries.
     version: int = 1
     outbox: list[OutboxEvent] = Field(default_factory=list)
-    idempotency: list[IdempotencyRecord] = Field(default_factory=list)
-    # The Idempotency-Key (hashed) that created this document; outlives the bounded replay records.
+    # The Idempotency-Key claim (hashed) that created this document, so a retried create knows its own.
     created_with_key: str | None = None
-    # The last progress `eventId`s applied, so a redelivered event changes nothing (see `rules.remember_event`).
-    processed_event_ids: list[str] = Field(default_factory=list)
     ts: int | None = Field(default=None, alias="_ts")
     etag: str | None = Field(default=None, alias="_etag")
 
@@ -313,16 +323,16 @@ class AssignmentDocument(AssignmentFields):
         """The JSON body to write; system properties are Cosmos's to set."""
         return self.model_dump(mode="json", by_alias=True, exclude={"ts", "etag"})
 
-    def find_idempotency_record(self, key: str) -> IdempotencyRecord | None:
-        return next((record for record in self.idempotency if record.key == key), None)
 
-    def remember(self, record: IdempotencyRecord) -> None:
-        self.idempotency = [*self.idempotency, record][-IDEMPOTENCY_RECORDS_KEPT:]
-
-
-def partition_key_of(assignment_id: str) -> str:
-    """An assignment and its delegated successors (`{rootId}.{n}`) share the root's partition."""
+def root_id_of(assignment_id: str) -> str:
+    """A successor `{rootId}.{n}` belongs to its root."""
     return assignment_id.split(".", 1)[0]
+
+
+def partition_key_of(tenant_id: str, assignment_id: str) -> str:
+    """The tenant and the root id: an assignment and its delegated successors share a partition, so a
+    delegation is one transactional batch, and no partition (hence no id) is shared across tenants."""
+    return f"{tenant_id}:{root_id_of(assignment_id)}"
 
 
 # --- lifecycle requests --------------------------------------------------------------------------------
@@ -335,7 +345,7 @@ class EventType(StrEnum):
     FLOW_COMPLETED = "flow_completed"
 
 
-class ProgressEvent(RequestModel):
+class EventRequest(RequestModel):
     """The body of `POST /assignments/{id}/events`. `occurredAt` supplies the attempt's timestamps."""
 
     event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -358,7 +368,7 @@ class ProgressEvent(RequestModel):
         return value
 
     @model_validator(mode="after")
-    def _outcome_only_when_completed(self) -> ProgressEvent:
+    def _outcome_only_when_completed(self) -> EventRequest:
         # Only `flow_completed` closes an attempt with an outcome; elsewhere these would be silently lost.
         if self.type != EventType.FLOW_COMPLETED and (
             self.score is not None or self.outcome_data is not None or self.note is not None
@@ -391,7 +401,7 @@ class ReassignRequest(ReasonRequest):
     to_upn: Upn
 
 
-class AssignmentPatch(RequestModel):
+class PatchRequest(RequestModel):
     """The merge-patch body of `PATCH /assignments/{id}`: the fields present are changed, `null` clears one."""
 
     due_at: TimestampInput | None = None
@@ -429,3 +439,34 @@ class ListQuery(CamelModel):
     due_before: TimestampInput | None = None
     page_size: Annotated[int, Field(ge=1, le=100)] = 50
     continuation_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)] | None = None
+
+
+class DelegateRequest(RequestModel):
+    """The body of `POST /assignments/{id}/delegate`."""
+
+    to_upn: Upn
+    reason: LongText | None = None
+
+
+class UserRequest(RequestModel):
+    """The body of `PUT /users/{userKey}`."""
+
+    upn: Upn
+    display_name: Annotated[str, StringConstraints(max_length=256)] | None = None
+    account_enabled: StrictBool = True
+
+
+@dataclass(frozen=True)
+class TxnAssignRequest:
+    """The `params` of `POST /workspaces/secure/api/v1/txn/assign` (seed 003), parsed by the seed's rules
+    (`core.services.txn.parse_assign_request`), which pydantic's error order cannot express."""
+
+    submit_key: str
+    user_key: str
+
+
+@dataclass(frozen=True)
+class TxnUnassignRequest:
+    """The `params` of `POST /workspaces/secure/api/v1/txn/unassign`."""
+
+    submit_key: str

@@ -16,9 +16,9 @@ from core.errors import (
     AlreadyDelegated,
     DelegationCycle,
     DelegationNotAllowed,
-    DelegationTooDeep,
     Expired,
     InvalidTransition,
+    LimitExceeded,
     NotAssigned,
     NotVisible,
     SelfDelegation,
@@ -28,8 +28,8 @@ from core.models import (
     AssignmentFields,
     Attempt,
     CompletionCriteria,
+    EventRequest,
     EventType,
-    ProgressEvent,
     Status,
 )
 
@@ -112,22 +112,28 @@ def check_not_expired(assignment: AssignmentFields, now: datetime) -> None:
 
 
 # --- who is who -------------------------------------------------------------------------------------
+# Every role is decided by the caller's user key (`oid`); UPNs are display values and never grant a right.
+# Tenants never meet here: a document is only ever read from the caller's own tenant's partition.
 
 
-def is_assignee(principal: Principal, assignment: AssignmentFields) -> bool:
-    if principal.is_app_only:
-        return False
-    if assignment.assignee_user_key is not None:
-        return principal.oid == assignment.assignee_user_key
-    return principal.upn is not None and principal.upn == (assignment.assignee_email or "").lower()
+def is_assignee(principal: Principal, assignment: AssignmentDocument) -> bool:
+    return (
+        not principal.is_app_only
+        and assignment.assignee_user_key is not None
+        and (principal.oid == assignment.assignee_user_key)
+    )
 
 
-def is_originator(principal: Principal, assignment: AssignmentFields) -> bool:
-    return principal.actor == assignment.originator_email.lower()
+def is_originator(principal: Principal, assignment: AssignmentDocument) -> bool:
+    return principal.oid == assignment.originator_user_key
 
 
-def is_assigner(principal: Principal, assignment: AssignmentFields) -> bool:
-    return assignment.assigned_by is not None and principal.actor == assignment.assigned_by.lower()
+def is_assigner(principal: Principal, assignment: AssignmentDocument) -> bool:
+    return assignment.assigned_by_user_key is not None and principal.oid == assignment.assigned_by_user_key
+
+
+def is_chain_member(principal: Principal, assignment: AssignmentDocument) -> bool:
+    return principal.oid in assignment.delegation_chain_user_keys
 
 
 def is_candidate_member(principal: Principal, assignment: AssignmentFields) -> bool:
@@ -139,18 +145,18 @@ def is_candidate(principal: Principal, assignment: AssignmentFields) -> bool:
     return assignment.is_task and assignment.is_unassigned and is_candidate_member(principal, assignment)
 
 
-def can_read(principal: Principal, assignment: AssignmentFields) -> bool:
+def can_read(principal: Principal, assignment: AssignmentDocument) -> bool:
     return (
         principal.is_admin
         or is_assignee(principal, assignment)
         or is_originator(principal, assignment)
         or is_assigner(principal, assignment)
-        or principal.actor in assignment.delegation_chain
+        or is_chain_member(principal, assignment)
         or is_candidate(principal, assignment)
     )
 
 
-def check_readable(principal: Principal, assignment: AssignmentFields) -> None:
+def check_readable(principal: Principal, assignment: AssignmentDocument) -> None:
     if not can_read(principal, assignment):
         raise NotVisible(f"Assignment {assignment.id} was not found")
 
@@ -158,7 +164,7 @@ def check_readable(principal: Principal, assignment: AssignmentFields) -> None:
 # --- the txn routes (seed 003): who has access to a task -------------------------------------------
 
 
-def may_txn_assign(principal: Principal, assignment: AssignmentFields) -> bool:
+def may_txn_assign(principal: Principal, assignment: AssignmentDocument) -> bool:
     """Admins, the originator, `assignedBy`, and, while the task is unassigned, candidate-group members
     (CONTRACTS, "Who may do what"). A member who tries to claim a task someone else just took is told
     `accessDenied`, as for anyone the task is no longer offered to."""
@@ -170,7 +176,7 @@ def may_txn_assign(principal: Principal, assignment: AssignmentFields) -> bool:
     )
 
 
-def may_txn_unassign(principal: Principal, assignment: AssignmentFields) -> bool:
+def may_txn_unassign(principal: Principal, assignment: AssignmentDocument) -> bool:
     """Admins, the originator, `assignedBy`, and the assignee."""
     return (
         principal.is_admin
@@ -180,29 +186,12 @@ def may_txn_unassign(principal: Principal, assignment: AssignmentFields) -> bool
     )
 
 
-# --- writes ------------------------------------------------------------------------------------------
-
-
-def begin_write(document: AssignmentDocument, actor: str, now: datetime) -> None:
-    """Every write to an existing document starts here: it stamps the etag of the version being
-    replaced into the idempotency records that show it (they could not know it when written), then
-    advances `version` and the update audit fields."""
-    for record in document.idempotency:
-        if record.version == document.version and record.etag is None:
-            record.etag = document.etag
-            record.ts = document.ts
-    document.version += 1
-    document.outbox = [event for event in document.outbox if event.version >= document.version - 50]
-    document.updated_at = now
-    document.updated_by = actor
-
-
 # --- delegation --------------------------------------------------------------------------------------
 
 
-def check_delegation(original: AssignmentFields, to_upn: str, now: datetime, *, max_depth: int) -> Status:
-    """Every delegate state check that needs no directory, in the contract's order; returns the original's
-    next status. `to_upn` is normalized (lower case)."""
+def check_delegation(original: AssignmentDocument, now: datetime, *, max_depth: int) -> Status:
+    """The delegate state checks that need no directory, in the contract's order; returns the original's
+    next status."""
     if original.status == Status.DELEGATED:
         raise AlreadyDelegated(f"Assignment {original.id} was already delegated to {original.delegated_to}")
     target = next_status(original, Operation.DELEGATE)
@@ -211,26 +200,25 @@ def check_delegation(original: AssignmentFields, to_upn: str, now: datetime, *, 
         raise NotAssigned(f"Assignment {original.id} has no assignee to delegate from")
     if not original.allow_delegation:
         raise DelegationNotAllowed(f"Assignment {original.id} does not allow delegation")
-    check_delegate(original, upn=to_upn)
-    if len(original.delegation_chain) + 1 > max_depth:
-        raise DelegationTooDeep(f"A delegation chain may hold at most {max_depth} earlier assignees")
     return target
 
 
-def check_delegate(original: AssignmentFields, *, upn: str, user_key: str | None = None) -> None:
-    """The delegate must be neither the current assignee nor anyone earlier in the chain. Checked on the
-    requested UPN before the directory is asked, and again on the user the directory resolved."""
-    assignee_email = (original.assignee_email or "").lower()
-    if upn == assignee_email or (user_key is not None and user_key == original.assignee_user_key):
+def check_delegate(original: AssignmentDocument, *, upn: str, user_key: str | None) -> None:
+    """The delegate must be neither the current assignee nor anyone earlier in the chain: by key when the
+    directory knows the user, else by the UPN asked for (so the order of the checks never depends on it)."""
+    if user_key is not None:
+        if user_key == original.assignee_user_key:
+            raise SelfDelegation("An assignment cannot be delegated to its current assignee")
+        if user_key in original.delegation_chain_user_keys:
+            raise DelegationCycle(f"{upn} already held this assignment earlier in its delegation chain")
+        return
+    if upn == (original.assignee_email or "").lower():
         raise SelfDelegation("An assignment cannot be delegated to its current assignee")
     if upn in (member.lower() for member in original.delegation_chain):
         raise DelegationCycle(f"{upn} already held this assignment earlier in its delegation chain")
 
 
 # --- progress and attempts ---------------------------------------------------------------------------
-
-# Enough to absorb any realistic redelivery; bounded so a chatty reporter cannot grow the document forever.
-PROCESSED_EVENT_IDS_KEPT = 100
 
 _COMPLETING_EVENT: dict[CompletionCriteria, EventType] = {
     CompletionCriteria.CHAT_VISITED: EventType.VISITED,
@@ -250,7 +238,7 @@ def allowed_transition(assignment: AssignmentFields, operation: Operation, now: 
     return target
 
 
-def meets_criterion(assignment: AssignmentFields, event: ProgressEvent) -> bool:
+def meets_criterion(assignment: AssignmentFields, event: EventRequest) -> bool:
     criterion = CompletionCriteria(assignment.completion_criteria)
     if _COMPLETING_EVENT.get(criterion) != event.type:
         return False
@@ -266,7 +254,7 @@ def open_attempt(assignment: AssignmentFields) -> Attempt | None:
     return None
 
 
-def _opens_attempt(assignment: AssignmentFields, event: ProgressEvent, current: Attempt | None) -> bool:
+def _opens_attempt(assignment: AssignmentFields, event: EventRequest, current: Attempt | None) -> bool:
     if event.chat_log_id is not None and all(a.chat_log_id != event.chat_log_id for a in assignment.attempts):
         return True
     if event.type == EventType.FLOW_STARTED:
@@ -276,13 +264,17 @@ def _opens_attempt(assignment: AssignmentFields, event: ProgressEvent, current: 
     return event.type == EventType.FLOW_COMPLETED and current is None
 
 
-def record_progress(assignment: AssignmentFields, event: ProgressEvent) -> Operation:
+def record_progress(
+    assignment: AssignmentFields, event: EventRequest, *, attempts_limit: int | None = None
+) -> Operation:
     """Apply a progress event to the attempts, and say which operation it amounts to.
 
     - `flow_started`, or an unseen `chatLogId`, opens an attempt (`startedAt`, `chatLogId`); an attempt
       still open is first closed with `score` null.
     - `flow_completed` closes the open attempt with its outcome, opening one first if none is open.
-    - Opening more than `maxAttempts` attempts is refused (409 `invalidTransition`), before any change.
+    - Opening more than `maxAttempts` attempts is refused (409 `invalidTransition`), before any change;
+      with `maxAttempts` null, opening more than `attempts_limit` is refused (409 `limitExceeded`), so
+      no sequence of events grows the document without bound.
 
     The operation is `COMPLETE` when the event meets the criterion, `FAIL` when a `flow_passed` attempt
     closes below `passScore` on the last allowed attempt, otherwise `START` (from `pending`) or `PROGRESS`.
@@ -296,6 +288,12 @@ def record_progress(assignment: AssignmentFields, event: ProgressEvent) -> Opera
                 current_status=Status(assignment.status).value,
                 delegated_to=assignment.delegated_to,
             )
+        if (
+            assignment.max_attempts is None
+            and attempts_limit is not None
+            and len(assignment.attempts) >= attempts_limit
+        ):
+            raise LimitExceeded(f"An assignment keeps at most {attempts_limit} attempts; no attempt can be opened")
         if current is not None:
             current.completed_at = event.occurred_at
         current = Attempt(started_at=event.occurred_at, chat_log_id=event.chat_log_id)
@@ -313,7 +311,7 @@ def record_progress(assignment: AssignmentFields, event: ProgressEvent) -> Opera
     return Operation.START if assignment.status == Status.PENDING else Operation.PROGRESS
 
 
-def is_failed_attempt(assignment: AssignmentFields, event: ProgressEvent) -> bool:
+def is_failed_attempt(assignment: AssignmentFields, event: EventRequest) -> bool:
     """A `flow_passed` attempt that closes without passing, as the last one allowed, fails the assignment."""
     return (
         assignment.completion_criteria == CompletionCriteria.FLOW_PASSED
@@ -332,11 +330,3 @@ def fewest_max_attempts(assignment: AssignmentFields) -> int:
         closed = sum(1 for attempt in assignment.attempts if attempt.completed_at is not None)
         fewest = max(fewest, closed + 1)
     return fewest
-
-
-def was_processed(document: AssignmentDocument, event_id: str) -> bool:
-    return event_id in document.processed_event_ids
-
-
-def remember_event(document: AssignmentDocument, event_id: str) -> None:
-    document.processed_event_ids = [*document.processed_event_ids, event_id][-PROCESSED_EVENT_IDS_KEPT:]

@@ -30,7 +30,7 @@ from azure.cosmos.exceptions import CosmosHttpResponseError, CosmosResourceNotFo
 
 from core.clock import Clock, utc_now
 from core.models import format_timestamp
-from core.store import LEASES_PARTITION_KEY, make_cosmos_client
+from core.cosmos.client import LEASES_PARTITION_KEY, make_cosmos_client
 from localhost.app_settings import AppSettings, BindingConfigError, CosmosConnection
 from localhost.invocation import FunctionInvoker
 

@@ -15,7 +15,7 @@ from core.bootstrap import Runtime
 from core.directory import DirectoryUser
 from core.errors import DuplicateId
 from core.models import format_timestamp
-from core.services import create_assignment
+from core.services import Command, create_assignment
 
 SCOPE = "Assignments.ReadWrite"
 
@@ -52,8 +52,10 @@ def _principal(user: DemoUser, tenant_id: str) -> Principal:
 
 
 def seed_demo_data(runtime: Runtime) -> DemoData:
+    tenant_id = runtime.settings.auth_tenant_ids[0]
     for user in DEMO_USERS:
-        runtime.user_registry.put(DirectoryUser(user.user_key, user.upn, user.display_name, account_enabled=True))
+        user_entry = DirectoryUser(user.user_key, user.upn, user.display_name, account_enabled=True)
+        runtime.user_registry.put(tenant_id, user_entry)
     now = runtime.clock()
 
     def due_in(days: int) -> str:
@@ -90,11 +92,10 @@ def seed_demo_data(runtime: Runtime) -> DemoData:
             "candidateGroups": [REVIEWERS_GROUP],
         },
     ]
-    tenant_id = runtime.settings.auth_tenant_ids[0]
     deps = runtime.deps()
     for body in bodies:
         with contextlib.suppress(DuplicateId):  # seeded by an earlier run against the same account
-            create_assignment(body, _principal(ADA, tenant_id), deps)
+            create_assignment(Command(principal=_principal(ADA, tenant_id), body=body), deps)
     return DemoData(
         users=DEMO_USERS,
         assignment_ids=(WELCOME_ID, REVIEW_ID),

@@ -1,29 +1,32 @@
-"""HTTP triggers for the assignment resource."""
+"""HTTP triggers for the assignment resource: create, read, list."""
 
 import azure.functions as func
 
 from core import services
-from triggers.http_support import assignment_response, authenticate, json_body, problem_boundary, route
+from triggers.http_support import (
+    assignment_response,
+    authenticate,
+    command_of,
+    http_function,
+    json_response,
+    run_use_case,
+)
 
 bp = func.Blueprint()
 
 
-@bp.function_name("create_assignment")
-@route(bp, "assignments", func.HttpMethod.POST)
-@problem_boundary("POST /assignments")
+@http_function(bp, "create_assignment", func.HttpMethod.POST, "assignments")
 def create_assignment(req: func.HttpRequest) -> func.HttpResponse:
-    principal, runtime = authenticate(req)
-    body = json_body(req)
-    outcome = services.create_assignment(
-        body, principal, runtime.deps(), idempotency_key=req.headers.get("idempotency-key")
-    )
-    return assignment_response(outcome)
+    return run_use_case(req, services.create_assignment)
 
 
-@bp.function_name("get_assignment")
-@route(bp, "assignments/{id}", func.HttpMethod.GET)
-@problem_boundary("GET /assignments/{id}")
+@http_function(bp, "get_assignment", func.HttpMethod.GET, "assignments/{id}")
 def get_assignment(req: func.HttpRequest) -> func.HttpResponse:
     principal, runtime = authenticate(req)
-    outcome = services.get_assignment(req.route_params["id"], principal, runtime.deps())
-    return assignment_response(outcome)
+    return assignment_response(services.get_assignment(command_of(req, principal), runtime.deps()))
+
+
+@http_function(bp, "list_assignments", func.HttpMethod.GET, "assignments")
+def list_assignments(req: func.HttpRequest) -> func.HttpResponse:
+    principal, runtime = authenticate(req)
+    return json_response(services.list_assignments(dict(req.params), principal, runtime.deps()))

@@ -6,14 +6,12 @@ import azure.functions as func
 
 from core.bootstrap import get_runtime
 from core.health import check_health
-from triggers.http_support import problem_boundary, route
+from triggers.http_support import http_function
 
 bp = func.Blueprint()
 
 
-@bp.function_name("health")
-@route(bp, "health", func.HttpMethod.GET)
-@problem_boundary("GET /health")
+@http_function(bp, "health", func.HttpMethod.GET, "health")
 def health(req: func.HttpRequest) -> func.HttpResponse:
     report = check_health(get_runtime().health_probes())
     return func.HttpResponse(

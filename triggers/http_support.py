@@ -17,7 +17,7 @@ import azure.functions as func
 from core.auth import Principal, require_access
 from core.bootstrap import Runtime, get_runtime
 from core.errors import InvalidRequest, PayloadTooLarge
-from core.services import Outcome
+from core.services import Command, Outcome, UseCase
 from triggers.http_errors import problem_response, txn_error_response
 
 log = logging.getLogger("assignments.http")
@@ -50,10 +50,22 @@ def _compile(template: str) -> re.Pattern[str]:
     return re.compile(f"^{pattern}/?$")
 
 
-def route(bp: func.Blueprint, template: str, *methods: func.HttpMethod) -> Callable[[Handler], Handler]:
-    """Register an anonymous HTTP function (the code validates tokens) and remember its route."""
-    ROUTES.append(RouteTemplate(template, tuple(m.value for m in methods), _compile(template)))
-    return bp.route(route=template, methods=list(methods), auth_level=func.AuthLevel.ANONYMOUS)
+def http_function(
+    bp: func.Blueprint, name: str, method: func.HttpMethod, template: str, *, txn: bool = False
+) -> Callable[[Handler], Handler]:
+    """Register an anonymous HTTP function (the code validates tokens) under `name`, remember its route for
+    405 answers, and wrap it in the error boundary of its family: problem+json, or the txn seed's body."""
+    ROUTES.append(RouteTemplate(template, (method.value,), _compile(template)))
+    label = f"{method.value} /{template}"
+    boundary = txn_boundary(label) if txn else problem_boundary(label)
+
+    def register(handler: Handler) -> Handler:
+        registered: Handler = bp.function_name(name)(
+            bp.route(route=template, methods=[method], auth_level=func.AuthLevel.ANONYMOUS)(boundary(handler))
+        )
+        return registered
+
+    return register
 
 
 def allowed_methods(path: str) -> set[str]:
@@ -101,11 +113,51 @@ def authenticate(req: func.HttpRequest, *, allow_reporter: bool = False) -> tupl
     return principal, runtime
 
 
-def assignment_response(outcome: Outcome, *, created_status: int = 201) -> func.HttpResponse:
-    headers = {"ETag": outcome.etag or ""}
-    status = 200
-    if outcome.created:
-        status = created_status
+def command_of(
+    req: func.HttpRequest,
+    principal: Principal,
+    *,
+    body: object = None,
+    assignment_id: str | None = None,
+) -> Command:
+    """The one command a write's use case takes: who, what, and the request's preconditions."""
+    return Command(
+        principal=principal,
+        body=body,
+        assignment_id=assignment_id if assignment_id is not None else str(req.route_params.get("id", "")),
+        if_match=req.headers.get("if-match"),
+        idempotency_key=req.headers.get("idempotency-key"),
+    )
+
+
+def run_use_case(
+    req: func.HttpRequest,
+    use_case: UseCase,
+    *,
+    body_types: tuple[str, ...] | None = JSON_TYPES,
+    body_optional: bool = False,
+    allow_reporter: bool = False,
+    always_locate: bool = False,
+) -> func.HttpResponse:
+    """Authenticate, read the body (`body_types=None`: the route takes none), run one use case, answer
+    with the assignment."""
+    principal, runtime = authenticate(req, allow_reporter=allow_reporter)
+    body = None if body_types is None else json_body(req, content_types=body_types, allow_empty=body_optional)
+    outcome = use_case(command_of(req, principal, body=body), runtime.deps())
+    return assignment_response(outcome, always_locate=always_locate)
+
+
+def entity_tag(etag: str | None) -> str:
+    """RFC 9110 entity tag: Cosmos's ETags are quoted already; a bare one is quoted here."""
+    if not etag:
+        return ""
+    return etag if etag.startswith(('"', "W/")) else f'"{etag}"'
+
+
+def assignment_response(outcome: Outcome, *, always_locate: bool = False) -> func.HttpResponse:
+    headers = {"ETag": entity_tag(outcome.etag)}
+    status = 201 if outcome.created else 200
+    if outcome.created or always_locate:
         headers["Location"] = f"/assignments/{outcome.id}"
     return func.HttpResponse(
         json.dumps(outcome.assignment), status_code=status, mimetype="application/json", headers=headers

@@ -1,23 +1,26 @@
-"""The use cases: one function each, taking (command, principal, deps) and returning an `Outcome`."""
+"""The use cases: one function each. Writes to an assignment take a `Command` and `Deps` and return an
+`Outcome`; every one of them runs the one loop of `core.services.pipeline`."""
 
 from core.services.assignments import create_assignment, get_assignment
-from core.services.common import Deps, Outcome
-from core.services.delegation import delegate_assignment
 from core.services.lifecycle import (
     cancel_assignment,
     complete_assignment,
+    delegate_assignment,
     edit_assignment,
     reassign_assignment,
     record_event,
     reject_assignment,
 )
 from core.services.listing import list_assignments
+from core.services.pipeline import Command, Deps, Outcome, UseCase
 from core.services.txn import assign_task, unassign_task
-from core.services.users import UserOutcome, put_user
+from core.services.users import UserOutcome, get_user, put_user
 
 __all__ = [
+    "Command",
     "Deps",
     "Outcome",
+    "UseCase",
     "UserOutcome",
     "assign_task",
     "cancel_assignment",
@@ -26,6 +29,7 @@ __all__ = [
     "delegate_assignment",
     "edit_assignment",
     "get_assignment",
+    "get_user",
     "list_assignments",
     "put_user",
     "reassign_assignment",

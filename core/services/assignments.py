@@ -3,113 +3,121 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-from core.errors import DuplicateId, Forbidden, IdempotencyKeyReused, ValidationFailed
-from core.idempotency import IdempotentRequest, derived_id, find_replay, idempotent_request
-from core.models import AssignmentCreate, AssignmentDocument, Status, partition_key_of
+from core import aggregate
+from core.aggregate import Context
+from core.directory import Directory, enabled_user_by_upn
+from core.errors import DuplicateId, FieldError, Forbidden, IdempotencyKeyReused, UserNotFound, ValidationFailed
+from core.models import CreateRequest
 from core.rules import check_readable
-from core.services.common import Deps, Outcome, emit, load, parse_model
+from core.services.pipeline import (
+    Command,
+    Deps,
+    IdempotentRequest,
+    Outcome,
+    check_key_reuse,
+    idempotent_request,
+    load,
+    parse_model,
+)
 from core.store import KeyClaim
-
-if TYPE_CHECKING:
-    from core.auth import Principal
 
 ROUTE_CREATE = "createAssignment"
 
 
-def _originator(command: AssignmentCreate, principal: Principal) -> str:
-    """Users create as themselves; only admins may name another originator, and app-only admins must."""
-    if principal.is_app_only:
-        if command.originator_email is None:
-            raise ValidationFailed("originatorEmail is required when an application creates an assignment")
-        return command.originator_email
-    if command.originator_email is not None and command.originator_email != principal.upn:
-        if not principal.is_admin:
-            raise Forbidden("Only an admin may create an assignment on behalf of another originator")
-        return command.originator_email
-    if principal.upn is None:
-        raise Forbidden("The token carries no user principal name")
-    return principal.upn
+@dataclass(frozen=True)
+class _Originator:
+    email: str
+    user_key: str
 
 
-def create_assignment(body: object, principal: Principal, deps: Deps, *, idempotency_key: str | None = None) -> Outcome:
-    idempotency = idempotent_request(principal.actor, ROUTE_CREATE, idempotency_key, body)
+def _directory(deps: Deps) -> Directory:
+    if deps.directory is None:
+        raise RuntimeError("Create needs a directory, and none is configured")
+    return deps.directory
+
+
+def _originator(request: CreateRequest, command: Command, deps: Deps) -> _Originator:
+    """Users create as themselves; only admins may name another originator, and app-only admins must,
+    naming an enabled directory user of their tenant, whose key is stored."""
+    principal = command.principal
+    named = request.originator_email
+    if not principal.is_app_only and (named is None or named == principal.upn):
+        if principal.upn is None:
+            raise Forbidden("The token carries no user principal name")
+        return _Originator(principal.upn, principal.oid)
+    if named is None:
+        message = "is required when an application creates an assignment"
+        raise ValidationFailed(f"originatorEmail {message}", [FieldError("originatorEmail", message)])
+    if not principal.is_admin:
+        raise Forbidden("Only an admin may create an assignment on behalf of another originator")
+    user = enabled_user_by_upn(_directory(deps), principal.tid, named)
+    if user is None:
+        raise UserNotFound(f"No enabled user {named} is in the directory")
+    return _Originator(user.upn.lower(), user.user_key)
+
+
+def _replay(deps: Deps, command: Command, idempotency: IdempotentRequest, assignment_id: str) -> Outcome | None:
+    """The assignment this key created, as it is now; None when the key created nothing yet."""
+    document = deps.store.read(command.principal.tid, assignment_id)
+    if document is None or document.created_with_key != idempotency.key:
+        return None
+    return Outcome(document.to_public().to_json(), created=True)
+
+
+def create_assignment(command: Command, deps: Deps) -> Outcome:
+    """`POST /assignments`. Round trips: 1 (the create) on a directory-cache hit or for an unassigned task,
+    2 on a miss; an Idempotency-Key adds its claim. With a key, a retry (same body) gets the first answer,
+    and another body gets 422, whatever id either names."""
+    idempotency = idempotent_request(command, ROUTE_CREATE)
     try:
-        command = parse_model(AssignmentCreate, body)
+        request = parse_model(CreateRequest, command.body)
     except ValidationFailed:
-        # A reused key with a different (here: invalid) body is reported as such, as the contract orders.
         if idempotency is not None:
-            _claim(deps, idempotency, assignment_id=derived_id(idempotency), probe_only=True)
+            probe = KeyClaim(key=idempotency.key, body_hash=idempotency.body_hash, assignment_id="")
+            check_key_reuse(deps.store.read_key_claim(probe) is not None, idempotency)
         raise
-    assignment_id = command.id or (derived_id(idempotency) if idempotency else uuid.uuid4().hex)
+    # Minted at random, never derived from the key: nobody else can predict, and so pre-create, it.
+    assignment_id = request.id or uuid.uuid4().hex
     if idempotency is not None:
-        earlier = _claim(deps, idempotency, assignment_id=assignment_id)
+        claim = KeyClaim(key=idempotency.key, body_hash=idempotency.body_hash, assignment_id=assignment_id)
+        earlier = deps.store.claim_key(claim, ttl_seconds=deps.idempotency_ttl_seconds)
         if earlier is not None:
-            replay, assignment_id = earlier
+            if earlier.body_hash != idempotency.body_hash:
+                raise IdempotencyKeyReused("This Idempotency-Key was already used with a different request body")
+            assignment_id = earlier.assignment_id
+            replay = _replay(deps, command, idempotency, assignment_id)
             if replay is not None:
                 return replay
 
-    originator = _originator(command, principal)
-    now = deps.clock()
-    if command.expires_at is not None and command.expires_at <= now:
-        raise ValidationFailed("expiresAt must be in the future")
-    fields = command.model_dump(exclude={"id", "originator_email"})
-    document = AssignmentDocument(
-        **fields,
-        id=assignment_id,
-        pk=partition_key_of(assignment_id),
-        originator_email=originator,
-        assigned_by=principal.actor if command.assignee_email else None,
-        status=Status.PENDING,
-        created_at=now,
-        updated_at=now,
-        created_by=principal.actor,
-        updated_by=principal.actor,
+    originator = _originator(request, command, deps)
+    principal = command.principal
+    assignee = None
+    if request.assignee_email is not None:
+        assignee = enabled_user_by_upn(_directory(deps), principal.tid, request.assignee_email)
+    ctx = Context(principal=principal, now=deps.clock(), user=assignee)
+    document = aggregate.create(
+        request,
+        ctx,
+        assignment_id=assignment_id,
+        originator_email=originator.email,
+        originator_user_key=originator.user_key,
     )
-    emit(document, "assignment.created", now)
     if idempotency is not None:
         document.created_with_key = idempotency.key
-        document.remember(idempotency.record(created=True, holder=document))
     try:
         stored = deps.store.create(document)
     except DuplicateId:
         # A concurrent twin of this request (same key, same body) created it first.
-        replay = _replay_of(deps, idempotency, assignment_id) if idempotency else None
+        replay = _replay(deps, command, idempotency, assignment_id) if idempotency else None
         if replay is None:
             raise
         return replay
     return Outcome(stored.to_public().to_json(), created=True)
 
 
-def _claim(
-    deps: Deps, idempotency: IdempotentRequest, *, assignment_id: str, probe_only: bool = False
-) -> tuple[Outcome | None, str] | None:
-    """Bind the key to this body and id. When it was bound before: another body is refused; the same
-    body replays the first response, or (after a crash between claim and create) names the id to create."""
-    claim = KeyClaim(key=idempotency.key, body_hash=idempotency.body_hash, assignment_id=assignment_id)
-    earlier = deps.store.read_key_claim(claim) if probe_only else deps.store.claim_key(claim)
-    if earlier is None:
-        return None
-    if earlier.body_hash != idempotency.body_hash:
-        raise IdempotencyKeyReused("This Idempotency-Key was already used with a different request body")
-    return _replay_of(deps, idempotency, earlier.assignment_id), earlier.assignment_id
-
-
-def _replay_of(deps: Deps, idempotency: IdempotentRequest, assignment_id: str) -> Outcome | None:
-    document = deps.store.read(assignment_id)
-    if document is None:
-        return None
-    replay = find_replay(idempotency, document)
-    if replay is not None:
-        return Outcome(replay.body, created=replay.created)
-    if document.created_with_key == idempotency.key:
-        # Later writes evicted the replay record; the assignment this key created is still the answer.
-        return Outcome(document.to_public().to_json(), created=True)
-    return None
-
-
-def get_assignment(assignment_id: str, principal: Principal, deps: Deps) -> Outcome:
-    document = load(deps, assignment_id)
-    check_readable(principal, document)
+def get_assignment(command: Command, deps: Deps) -> Outcome:
+    document = load(deps, command.principal, command.assignment_id)
+    check_readable(command.principal, document)
     return Outcome(document.to_public().to_json())

@@ -1,32 +1,23 @@
-"""Use case: an admin adds or changes a user of the Cosmos directory (`PUT /users/{userKey}`)."""
+"""Use cases of the Cosmos directory: an admin adds or changes a user (`PUT /users/{userKey}`) or reads
+one (`GET /users/{userKey}`), always in the admin's own tenant."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
-
-from pydantic import StrictBool, StringConstraints
+from typing import TYPE_CHECKING, Any
 
 from core.auth import require_admin
 from core.directory import DirectoryUser, UserRegistry
-from core.errors import FieldError, ValidationFailed
-from core.models import RequestModel, Upn
-from core.services.common import parse_model
+from core.errors import FieldError, NotFound, ValidationFailed
+from core.models import UserRequest
+from core.services.pipeline import parse_model
 
 if TYPE_CHECKING:
     from core.auth import Principal
 
-# Keys are opaque (CONTRACTS "Identity"); only their length is bounded, to fit a Cosmos partition key.
+# Keys are opaque (docs/api-rules.md, "Identity"); only their length is bounded.
 MAX_USER_KEY_LENGTH = 255
-
-
-class UserPut(RequestModel):
-    """The body of `PUT /users/{userKey}`."""
-
-    upn: Upn
-    display_name: Annotated[str, StringConstraints(max_length=256)] | None = None
-    account_enabled: StrictBool = True
 
 
 @dataclass(frozen=True)
@@ -43,29 +34,39 @@ class UserOutcome:
         }
 
 
+def _check_key(user_key: str) -> None:
+    if not 1 <= len(user_key) <= MAX_USER_KEY_LENGTH:
+        message = f"must be 1 to {MAX_USER_KEY_LENGTH} characters"
+        raise ValidationFailed(f"The request is not valid: userKey: {message}", [FieldError("userKey", message)])
+
+
 def put_user(
     user_key: str,
     body: object,
     principal: Principal,
     registry: UserRegistry,
     *,
-    forget: Callable[[DirectoryUser], None] = lambda _user: None,
+    forget: Callable[[str, DirectoryUser], None] = lambda _tenant, _user: None,
 ) -> UserOutcome:
-    """Create or replace the user stored under `user_key`. `forget` drops the user's earlier and new
-    entries from this process's directory cache, so its own next lookup sees the change."""
+    """Create or replace the user stored under `user_key` in the caller's tenant. `forget` drops the
+    user's earlier and new entries from this process's directory cache, so its next lookup sees the change."""
     require_admin(principal)
-    if not 1 <= len(user_key) <= MAX_USER_KEY_LENGTH:
-        message = f"must be 1 to {MAX_USER_KEY_LENGTH} characters"
-        raise ValidationFailed(f"The request is not valid: userKey: {message}", [FieldError("userKey", message)])
-    command = parse_model(UserPut, body)
+    _check_key(user_key)
+    request = parse_model(UserRequest, body)
     user = DirectoryUser(
-        user_key=user_key,
-        upn=command.upn,
-        display_name=command.display_name,
-        account_enabled=command.account_enabled,
+        user_key=user_key, upn=request.upn, display_name=request.display_name, account_enabled=request.account_enabled
     )
-    previous = registry.put(user)
+    previous = registry.put(principal.tid, user)
     if previous is not None:
-        forget(previous)
-    forget(user)
+        forget(principal.tid, previous)
+    forget(principal.tid, user)
     return UserOutcome(user=user, created=previous is None)
+
+
+def get_user(user_key: str, principal: Principal, registry: UserRegistry) -> UserOutcome:
+    require_admin(principal)
+    _check_key(user_key)
+    user = registry.get(principal.tid, user_key)
+    if user is None:
+        raise NotFound(f"No user with key {user_key} is in the directory")
+    return UserOutcome(user=user, created=False)

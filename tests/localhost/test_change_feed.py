@@ -13,8 +13,8 @@ from azure.cosmos import ContainerProxy, DatabaseProxy, PartitionKey
 from azure.storage.queue import QueueClient
 
 from core.bootstrap import Runtime
+from core.cosmos.client import make_cosmos_client
 from core.settings import Settings
-from core.store import make_cosmos_client
 from localhost.app_settings import AppSettings, BindingConfigError, CosmosConnection
 from localhost.change_feed import ChangeFeedListener, CosmosTriggerBinding
 from localhost.invocation import FunctionInvoker

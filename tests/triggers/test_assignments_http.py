@@ -12,58 +12,16 @@ import pytest
 from core.bootstrap import Runtime, set_runtime
 from core.models import format_timestamp
 from core.settings import Settings
-from tests.support.app import FunctionCaller, Response
-
-PUBLIC_FIELDS = {
-    "id", "targetType", "targetId", "assigneeEmail", "assignedBy", "originatorEmail", "completionCriteria",
-    "attempts", "status", "delegationChain", "targetVersion", "targetTitle", "originatorName",
-    "originatorMessage", "dueAt", "expiresAt", "maxAttempts", "cancelledAt", "cancelledBy",
-    "cancellationReason", "allowRejection", "rejectedAt", "rejectedBy", "rejectionReason", "allowDelegation",
-    "delegatedFrom", "delegatedTo", "delegationReason", "reassignedFrom", "scheduleId", "lastReminderAt",
-    "remindersSent", "createdAt", "updatedAt", "createdBy", "updatedBy", "_ts", "_etag", "taskKey",
-    "candidateGroups", "assigneeUserKey", "passScore",
-}  # fmt: skip
-
-ORIGINATOR = "olivia@contoso.com"
-ASSIGNEE = "adam@contoso.com"
-
-
-def new_body(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "targetType": "chat",
-        "targetId": "chat-1",
-        "assigneeEmail": ASSIGNEE,
-        "completionCriteria": "chat_visited",
-    }
-    body.update(overrides)
-    return body
-
-
-def create(app: FunctionCaller, body: dict[str, Any], *, token: str | None = None, **kw: Any) -> Response:
-    return app.call(
-        "create_assignment",
-        method="POST",
-        url="/assignments",
-        token=token or app.tokens.user(ORIGINATOR),
-        json_body=body,
-        **kw,
-    )
-
-
-def get(app: FunctionCaller, assignment_id: str, token: str) -> Response:
-    return app.call(
-        "get_assignment", url=f"/assignments/{assignment_id}", token=token, route_params={"id": assignment_id}
-    )
-
-
-def assert_problem(response: Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status == status, response.body
-    assert response.content_type.startswith("application/problem+json")
-    problem = response.json()
-    assert problem["status"] == status
-    assert problem["code"] == code
-    assert {"type", "title", "detail", "traceId"} <= problem.keys()
-    return problem  # type: ignore[no-any-return]
+from tests.support.api import (
+    ASSIGNEE,
+    ORIGINATOR,
+    PUBLIC_FIELDS,
+    assert_problem,
+    create,
+    get,
+    new_body,
+)
+from tests.support.app import FunctionCaller
 
 
 class TestCreate:

@@ -9,9 +9,13 @@ import pytest
 
 from core.bootstrap import Runtime, set_runtime
 from core.settings import Settings
+from tests.support.api import (
+    ORIGINATOR,
+    create,
+    new_body,
+)
 from tests.support.app import FunctionCaller
 from tests.support.tokens import JwksServer, SigningKey, TokenFactory, v1_issuer, v2_issuer
-from tests.triggers.test_assignments_http import ORIGINATOR, create, new_body
 
 OTHER_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
 UNPUBLISHED_KEY = SigningKey()

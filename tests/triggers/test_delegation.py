@@ -15,74 +15,28 @@ import azure.functions as func
 import pytest
 from azure.cosmos.exceptions import CosmosBatchOperationError
 
-from core.errors import DuplicateId
-from core.models import AssignmentDocument, Status
+from core.aggregate import Decision
+from core.errors import ConcurrencyConflict
+from core.models import Status
 from core.settings import Settings
-from tests.support.app import FunctionCaller, Response
-from tests.support.services import make_cosmos_client
-from tests.triggers.test_assignments_http import (
+from tests.support.api import (
     ASSIGNEE,
+    ASSIGNEE_OID,
     ORIGINATOR,
     PUBLIC_FIELDS,
+    add_user,
     assert_problem,
+    change_stored,
     create,
+    delegate,
     get,
+    new_assignment,
     new_body,
+    stored,
+    successors_of,
 )
-from tests.triggers.test_users import add_user
-
-ASSIGNEE_OID = "oid-adam"
-
-
-def delegate(
-    app: FunctionCaller,
-    assignment_id: str,
-    body: dict[str, Any] | None = None,
-    *,
-    token: str | None = None,
-    headers: dict[str, str] | None = None,
-    raw: bytes | None = None,
-) -> Response:
-    return app.call(
-        "delegate_assignment",
-        method="POST",
-        url=f"/assignments/{assignment_id}/delegate",
-        token=token or app.tokens.user(ASSIGNEE, oid=ASSIGNEE_OID),
-        json_body=body,
-        body=raw,
-        headers={"content-type": "application/json", **(headers or {})},
-        route_params={"id": assignment_id},
-    )
-
-
-def new_assignment(app: FunctionCaller, **overrides: Any) -> dict[str, Any]:
-    response = create(app, new_body(**overrides))
-    assert response.status == 201, response.body
-    return response.json()  # type: ignore[no-any-return]
-
-
-def stored(app: FunctionCaller, assignment_id: str) -> AssignmentDocument | None:
-    return app.runtime.store.read(assignment_id)
-
-
-def change_stored(app: FunctionCaller, assignment_id: str, **fields: Any) -> None:
-    """Put the assignment into a state no route of this issue can reach (e.g. a persisted expiry)."""
-    document = stored(app, assignment_id)
-    assert document is not None
-    for name, value in fields.items():
-        setattr(document, name, value)
-    app.runtime.store.replace(document, etag=document.etag or "")
-
-
-def successors_of(app: FunctionCaller, assignment_id: str) -> list[dict[str, Any]]:
-    page = app.runtime.store.query(
-        "SELECT * FROM c WHERE c.delegatedFrom = @id",
-        {"@id": assignment_id},
-        page_size=100,
-        continuation_token=None,
-        partition_key=assignment_id.split(".")[0],
-    )
-    return page.items
+from tests.support.app import FunctionCaller
+from tests.support.services import make_cosmos_client
 
 
 class TestSuccess:
@@ -418,8 +372,9 @@ class TestBatch:
         with pytest.raises(CosmosBatchOperationError) as caught:
             assignments.execute_item_batch(operations, partition_key=document.pk)
         assert caught.value.error_index == 1
-        with pytest.raises(DuplicateId):
-            app.runtime.store.replace_and_create(changed, etag=etag, successor=occupant)
+        decision = Decision(shown=occupant, document=changed, successor=occupant, created=True)
+        with pytest.raises(ConcurrencyConflict):
+            app.runtime.store.write(decision, etag=etag)
         after = stored(app, original["id"])
         assert after is not None
         assert after.etag == etag

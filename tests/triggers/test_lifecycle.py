@@ -11,120 +11,34 @@ from typing import Any, cast
 
 import pytest
 
+from core.aggregate import Decision
 from core.auth import Principal
 from core.errors import InvalidTransition
-from core.models import AssignmentDocument
-from core.services import Deps, cancel_assignment, reject_assignment
+from core.models import AssignmentDocument, IdempotencyRecord
+from core.services import Command, Deps, cancel_assignment, reject_assignment
 from core.store import AssignmentStore
-from tests.support.app import FunctionCaller, Response
-from tests.triggers.test_assignments_http import (
+from tests.support.api import (
     ASSIGNEE,
     ORIGINATOR,
-    PUBLIC_FIELDS,
+    act,
+    add_user,
     assert_problem,
+    change_stored,
     create,
+    delegate,
     get,
+    key_of,
+    new_assignment,
     new_body,
+    now_iso,
+    ok,
+    outbox_types,
+    patch,
+    post_event,
+    stored,
+    version_of,
 )
-from tests.triggers.test_delegation import change_stored, delegate, new_assignment, stored
-from tests.triggers.test_users import add_user
-
-ACTIONS = {
-    "events": "post_progress_event",
-    "complete": "complete_assignment",
-    "reject": "reject_assignment",
-    "cancel": "cancel_assignment",
-    "reassign": "reassign_assignment",
-}
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def now_iso(offset: timedelta = timedelta()) -> str:
-    return iso(datetime.now(UTC) + offset)
-
-
-def act(
-    app: FunctionCaller,
-    action: str,
-    assignment_id: str,
-    body: dict[str, Any] | None = None,
-    *,
-    token: str | None = None,
-    headers: dict[str, str] | None = None,
-    raw: bytes | None = None,
-) -> Response:
-    """POST /assignments/{id}/{action}; by default the originator acts, with a JSON body when one is given."""
-    return app.call(
-        ACTIONS[action],
-        method="POST",
-        url=f"/assignments/{assignment_id}/{action}",
-        token=token or app.tokens.user(ORIGINATOR),
-        json_body=body,
-        body=raw,
-        headers=headers,
-        route_params={"id": assignment_id},
-    )
-
-
-def post_event(
-    app: FunctionCaller,
-    assignment_id: str,
-    kind: str,
-    *,
-    token: str | None = None,
-    event_id: str | None = None,
-    **fields: Any,
-) -> Response:
-    body = {"eventId": event_id or uuid.uuid4().hex, "type": kind, "occurredAt": now_iso(), **fields}
-    return act(app, "events", assignment_id, body, token=token or app.tokens.user(ASSIGNEE))
-
-
-def patch(
-    app: FunctionCaller,
-    assignment_id: str,
-    body: dict[str, Any],
-    *,
-    if_match: str | None,
-    token: str | None = None,
-    content_type: str = "application/merge-patch+json",
-    headers: dict[str, str] | None = None,
-) -> Response:
-    all_headers = {"content-type": content_type, **(headers or {})}
-    if if_match is not None:
-        all_headers["if-match"] = if_match
-    return app.call(
-        "edit_assignment",
-        method="PATCH",
-        url=f"/assignments/{assignment_id}",
-        token=token or app.tokens.user(ORIGINATOR),
-        json_body=body,
-        headers=all_headers,
-        route_params={"id": assignment_id},
-    )
-
-
-def ok(response: Response, status: int = 200) -> dict[str, Any]:
-    assert response.status == status, response.body
-    body: dict[str, Any] = response.json()
-    assert set(body) == PUBLIC_FIELDS
-    assert response.headers["etag"] == body["_etag"]
-    return body
-
-
-def version_of(app: FunctionCaller, assignment_id: str) -> int:
-    document = stored(app, assignment_id)
-    assert document is not None
-    return document.version
-
-
-def outbox_types(app: FunctionCaller, assignment_id: str) -> list[str]:
-    document = stored(app, assignment_id)
-    assert document is not None
-    return [event.type for event in document.outbox]
-
+from tests.support.app import TEST_TENANT, FunctionCaller, Response
 
 # --- progress events -------------------------------------------------------------------------------------
 
@@ -681,8 +595,11 @@ class TestConcurrentRejectAndCancel:
         created = new_assignment(app, allowRejection=True)
         store = BothReadFirst(app.runtime.store)
         deps = Deps(store=cast(AssignmentStore, store), clock=app.runtime.clock)
-        assignee = Principal(oid=f"oid-{ASSIGNEE}", tid="t", upn=ASSIGNEE, scopes=frozenset({"Assignments.ReadWrite"}))
-        originator = Principal(oid="o", tid="t", upn=ORIGINATOR, scopes=frozenset({"Assignments.ReadWrite"}))
+        scopes = frozenset({"Assignments.ReadWrite"})
+        assignee = Principal(oid=key_of(ASSIGNEE), tid=TEST_TENANT, upn=ASSIGNEE, scopes=scopes)
+        originator = Principal(oid=key_of(ORIGINATOR), tid=TEST_TENANT, upn=ORIGINATOR, scopes=scopes)
+        reject = Command(principal=assignee, body={}, assignment_id=created["id"])
+        cancel = Command(principal=originator, body={}, assignment_id=created["id"])
 
         def attempt(run: Any) -> str:
             try:
@@ -692,8 +609,8 @@ class TestConcurrentRejectAndCancel:
 
         with ThreadPoolExecutor(max_workers=2) as pool:
             outcomes = [
-                pool.submit(attempt, lambda: reject_assignment(created["id"], {}, assignee, deps).assignment),
-                pool.submit(attempt, lambda: cancel_assignment(created["id"], {}, originator, deps).assignment),
+                pool.submit(attempt, lambda: reject_assignment(reject, deps).assignment),
+                pool.submit(attempt, lambda: cancel_assignment(cancel, deps).assignment),
             ]
             results = sorted(outcome.result() for outcome in outcomes)
         final = stored(app, created["id"])
@@ -728,17 +645,17 @@ class BothReadFirst:
         self._lock = threading.Lock()
         self.replaces = 0
 
-    def read(self, assignment_id: str) -> AssignmentDocument | None:
-        document = self._inner.read(assignment_id)
+    def read(self, tenant_id: str, assignment_id: str) -> AssignmentDocument | None:
+        document = self._inner.read(tenant_id, assignment_id)
         if not getattr(self._waited, "done", False):
             self._waited.done = True
             self._both_read.wait()
         return document
 
-    def replace(self, document: AssignmentDocument, *, etag: str) -> AssignmentDocument:
+    def write(self, decision: Decision, *, etag: str, record: IdempotencyRecord | None = None) -> AssignmentDocument:
         with self._lock:
             self.replaces += 1
-        return self._inner.replace(document, etag=etag)
+        return self._inner.write(decision, etag=etag, record=record)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

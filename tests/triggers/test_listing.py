@@ -11,11 +11,17 @@ from typing import Any
 import pytest
 
 from core.models import AssignmentDocument
+from tests.support.api import (
+    PUBLIC_FIELDS,
+    act,
+    add_user,
+    assert_problem,
+    change_stored,
+    create,
+    new_body,
+    stored,
+)
 from tests.support.app import FunctionCaller, Response
-from tests.triggers.test_assignments_http import PUBLIC_FIELDS, assert_problem, create, new_body
-from tests.triggers.test_delegation import change_stored, stored
-from tests.triggers.test_lifecycle import act
-from tests.triggers.test_users import add_user
 
 T0 = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 

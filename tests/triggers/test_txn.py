@@ -14,22 +14,35 @@ from typing import Any, cast
 
 import pytest
 
+from core.aggregate import Decision
 from core.bootstrap import Runtime, set_runtime
-from core.directory import CosmosDirectory, DirectoryUser
+from core.directory import DirectoryUser
 from core.errors import AlreadyAssigned, ServiceUnavailable
-from core.models import AssignmentDocument, format_timestamp
-from core.services import Deps, assign_task
+from core.models import AssignmentDocument, IdempotencyRecord, format_timestamp
+from core.services import Command, Deps, assign_task
 from core.settings import Settings
 from core.store import AssignmentStore
 from tests.conftest import IsolatedSettings, make_settings
-from tests.support.app import FunctionCaller, Response, Tokens
+from tests.support.api import (
+    GROUP,
+    JSON,
+    ORIGINATOR,
+    PUBLIC_FIELDS,
+    TXN,
+    assign,
+    change_stored,
+    create,
+    get,
+    new_body,
+    new_task,
+    new_user,
+    stored_doc,
+    txn,
+    unassign,
+)
+from tests.support.app import TEST_TENANT, FunctionCaller, Response, Tokens
 from tests.support.services import RunningService
 from tests.support.tokens import JwksServer
-from tests.triggers.test_assignments_http import ORIGINATOR, PUBLIC_FIELDS, create, get, new_body
-
-TXN = "/workspaces/secure/api/v1/txn"
-JSON = {"content-type": "application/json"}
-GROUP = "g-txn-reviewers"
 
 MESSAGES = {
     "invalidRequest": "The request body must be a JSON object with a params map",
@@ -57,69 +70,10 @@ MESSAGES = {
 # --- helpers -----------------------------------------------------------------------------------------
 
 
-def txn(
-    app: FunctionCaller,
-    operation: str,
-    params: dict[str, Any] | None = None,
-    *,
-    token: str | None = None,
-    body: Any = None,
-    **kw: Any,
-) -> Response:
-    """POST to txn/assign or txn/unassign; `params` is wrapped in the seed's `{"params": ...}`."""
-    return app.call(
-        f"txn_{operation}",
-        method="POST",
-        url=f"{TXN}/{operation}",
-        token=token or app.tokens.user(ORIGINATOR),
-        json_body={"params": params} if body is None else body,
-        **kw,
-    )
-
-
-def assign(app: FunctionCaller, submit_key: Any, user_key: Any, **kw: Any) -> Response:
-    return txn(app, "assign", {"submitKey": submit_key, "userKey": user_key}, **kw)
-
-
-def unassign(app: FunctionCaller, submit_key: Any, **kw: Any) -> Response:
-    return txn(app, "unassign", {"submitKey": submit_key}, **kw)
-
-
 def assert_txn_error(response: Response, status: int, key: str, message: str | None = None) -> None:
     assert response.status == status, response.body
     assert response.content_type.startswith("application/json")
     assert response.json() == {"errorKey": key, "error": message if message is not None else MESSAGES[key]}
-
-
-def new_task(app: FunctionCaller, **overrides: Any) -> dict[str, Any]:
-    """An unassigned task of ORIGINATOR's, claimable by members of GROUP."""
-    body = new_body(taskKey="review", candidateGroups=[GROUP], **overrides)
-    del body["assigneeEmail"]
-    response = create(app, body)
-    assert response.status == 201, response.body
-    return response.json()  # type: ignore[no-any-return]
-
-
-def new_user(app: FunctionCaller, *, enabled: bool = True, upn: str | None = None) -> DirectoryUser:
-    """A directory user whose key is the `oid` that `app.tokens.user(upn)` signs, so they can sign in too."""
-    upn = upn or f"u-{uuid.uuid4().hex[:10]}@contoso.com"
-    user = DirectoryUser(user_key=f"oid-{upn}", upn=upn, display_name="A user", account_enabled=enabled)
-    CosmosDirectory(app.runtime.users_container).put(user)
-    return user
-
-
-def force(app: FunctionCaller, assignment_id: str, **fields: Any) -> None:
-    """Put a stored assignment straight into a state (finished, started, expired), bypassing the routes."""
-    store = app.runtime.store
-    document = store.read(assignment_id)
-    assert document is not None
-    store.replace(document.model_copy(update=fields), etag=document.etag or "")
-
-
-def stored(app: FunctionCaller, assignment_id: str) -> AssignmentDocument:
-    document = app.runtime.store.read(assignment_id)
-    assert document is not None
-    return document
 
 
 @pytest.fixture
@@ -153,10 +107,10 @@ class FailingDirectory:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def find_by_upn(self, upn: str) -> DirectoryUser | None:
+    def find_by_upn(self, tenant_id: str, upn: str) -> DirectoryUser | None:
         raise self.error
 
-    def find_by_key(self, user_key: str) -> DirectoryUser | None:
+    def find_by_key(self, tenant_id: str, user_key: str) -> DirectoryUser | None:
         raise self.error
 
 
@@ -187,7 +141,7 @@ class TestAssign:
             k: v for k, v in task.items() if k not in CHANGED
         }
         assert get(app, task["id"], app.tokens.user(ORIGINATOR)).json() == body
-        document = stored(app, task["id"])
+        document = stored_doc(app, task["id"])
         assert document.version == 2
         assert [event.type for event in document.outbox] == ["assignment.created", "assignment.assigned"]
 
@@ -250,8 +204,8 @@ class TestAssign:
         body = new_body(id="15d071280b92c867f86975b9cd2e8765", taskKey="seed-task")
         del body["assigneeEmail"]
         assert create(seed_app, body).status == 201
-        CosmosDirectory(seed_app.runtime.users_container).put(
-            DirectoryUser("378595572a1bd63ff9b5972b7a1c91dd", "seed.user@contoso.com", "Seed User", True)
+        seed_app.runtime.user_registry.put(
+            TEST_TENANT, DirectoryUser("378595572a1bd63ff9b5972b7a1c91dd", "seed.user@contoso.com", "Seed User", True)
         )
         seed_request = (
             b"{\n"
@@ -289,7 +243,7 @@ class TestUnassign:
         assert body["status"] == "pending"
         assert body["assignedBy"] == assigned["assignedBy"]
         assert response.headers["etag"] == body["_etag"]
-        assert [event.type for event in stored(app, task["id"]).outbox][-1] == "assignment.unassigned"
+        assert [event.type for event in stored_doc(app, task["id"]).outbox][-1] == "assignment.unassigned"
         again = assign(app, task["id"], new_user(app).user_key)
         assert again.status == 200
         assert again.json()["assigneeEmail"] != user.upn
@@ -298,7 +252,7 @@ class TestUnassign:
         self, app: FunctionCaller, task: dict[str, Any], user: DirectoryUser
     ) -> None:
         assert assign(app, task["id"], user.user_key).status == 200
-        force(app, task["id"], status="in_progress")
+        change_stored(app, task["id"], status="in_progress")
         body = unassign(app, task["id"]).json()
         assert body["status"] == "pending"
         assert body["assigneeEmail"] is None
@@ -423,14 +377,14 @@ class TestLookupAndStateErrors:
     def test_txn_already_finished(
         self, app: FunctionCaller, task: dict[str, Any], user: DirectoryUser, status: str
     ) -> None:
-        force(app, task["id"], status=status)
+        change_stored(app, task["id"], status=status)
         assert_txn_error(assign(app, task["id"], user.user_key), 400, "txnAlreadyFinished")
         assert_txn_error(unassign(app, task["id"]), 400, "txnAlreadyFinished")
 
     def test_txn_already_finished_once_expires_at_has_passed(
         self, app: FunctionCaller, task: dict[str, Any], user: DirectoryUser
     ) -> None:
-        force(app, task["id"], expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        change_stored(app, task["id"], expires_at=datetime.now(UTC) - timedelta(seconds=1))
         assert_txn_error(assign(app, task["id"], user.user_key), 400, "txnAlreadyFinished")
 
     def test_txn_not_task(self, app: FunctionCaller, user: DirectoryUser) -> None:
@@ -478,7 +432,7 @@ class TestLookupAndStateErrors:
         assert_txn_error(assign(app, task["id"], f"no-such-user-{uuid.uuid4().hex}"), 400, "userNotFound")
         disabled = new_user(app, enabled=False)
         assert_txn_error(assign(app, task["id"], disabled.user_key), 400, "userNotFound")
-        assert stored(app, task["id"]).version == 1
+        assert stored_doc(app, task["id"]).version == 1
 
 
 class TestCheckOrder:
@@ -488,13 +442,13 @@ class TestCheckOrder:
         assert_txn_error(assign(app, "missing", "u", token=app.tokens.user("eve@contoso.com")), 400, "txnNotFound")
 
     def test_access_denied_before_txn_already_finished(self, app: FunctionCaller, task: dict[str, Any]) -> None:
-        force(app, task["id"], status="completed")
+        change_stored(app, task["id"], status="completed")
         token = app.tokens.user("eve@contoso.com")
         assert_txn_error(assign(app, task["id"], "u", token=token), 400, "accessDenied")
 
     def test_txn_already_finished_before_txn_not_task(self, app: FunctionCaller) -> None:
         assignment = create(app, new_body()).json()
-        force(app, assignment["id"], status="cancelled")
+        change_stored(app, assignment["id"], status="cancelled")
         assert_txn_error(assign(app, assignment["id"], "u"), 400, "txnAlreadyFinished")
 
     def test_txn_not_task_before_txn_already_assigned(self, app: FunctionCaller) -> None:
@@ -513,11 +467,11 @@ class TestCheckOrder:
         self, app: FunctionCaller, task: dict[str, Any], user: DirectoryUser
     ) -> None:
         assert assign(app, task["id"], user.user_key).status == 200
-        force(app, task["id"], status="in_progress")
+        change_stored(app, task["id"], status="in_progress")
         assert_txn_error(assign(app, task["id"], user.user_key), 400, "txnAlreadyAssigned")
 
     def test_if_match_after_access_and_before_state(self, app: FunctionCaller, task: dict[str, Any]) -> None:
-        force(app, task["id"], status="completed")
+        change_stored(app, task["id"], status="completed")
         stale = {"If-Match": task["_etag"]}
         token = app.tokens.user("eve@contoso.com")
         assert_txn_error(assign(app, task["id"], "u", token=token, headers=stale), 400, "accessDenied")
@@ -671,11 +625,11 @@ class StoreThatLosesTheFirstRace:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def replace(self, document: AssignmentDocument, *, etag: str) -> AssignmentDocument:
+    def write(self, decision: Decision, *, etag: str, record: IdempotencyRecord | None = None) -> AssignmentDocument:
         self.replaces += 1
         if self.replaces == 1:
             self._competitor()
-        return self._inner.replace(document, etag=etag)
+        return self._inner.write(decision, etag=etag, record=record)
 
 
 def test_a_lost_race_is_re_decided_and_refused(app: FunctionCaller, task: dict[str, Any], user: DirectoryUser) -> None:
@@ -689,9 +643,9 @@ def test_a_lost_race_is_re_decided_and_refused(app: FunctionCaller, task: dict[s
     principal = app.runtime.authenticate(f"Bearer {app.tokens.user(ORIGINATOR)}")
     body = {"params": {"submitKey": task["id"], "userKey": user.user_key}}
     with pytest.raises(AlreadyAssigned):
-        assign_task(body, principal, deps)
+        assign_task(Command(principal=principal, body=body), deps)
     assert racing.replaces == 1
-    assert stored(app, task["id"]).assignee_user_key == winner.user_key
+    assert stored_doc(app, task["id"]).assignee_user_key == winner.user_key
 
 
 def _assign_from_another_process(
@@ -748,7 +702,7 @@ def test_concurrent_assigns_from_several_processes_give_one_winner(
     assert losers == [(400, {"errorKey": "txnAlreadyAssigned", "error": MESSAGES["txnAlreadyAssigned"]})] * (
         workers - 1
     )
-    document = stored(app, task["id"])
+    document = stored_doc(app, task["id"])
     assert document.assignee_user_key == winners[0]["assigneeUserKey"]
     assert document.assignee_email == winners[0]["assigneeEmail"]
     assert document.version == 2

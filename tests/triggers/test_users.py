@@ -8,41 +8,13 @@ from typing import Any
 import pytest
 
 from core.directory import enabled_user_by_upn
-from core.errors import UserNotFound
-from tests.support.app import FunctionCaller, Response
-from tests.triggers.test_assignments_http import assert_problem
-
-
-def new_upn() -> str:
-    return f"user-{uuid.uuid4().hex[:10]}@contoso.com"
-
-
-def put_user(
-    app: FunctionCaller,
-    user_key: str,
-    body: dict[str, Any] | None = None,
-    *,
-    token: str | None = None,
-    raw: bytes | None = None,
-) -> Response:
-    return app.call(
-        "put_user",
-        method="PUT",
-        url=f"/users/{user_key}",
-        token=token or app.tokens.admin_app(),
-        json_body=body,
-        body=raw,
-        headers={"content-type": "application/json"},
-        route_params={"userKey": user_key},
-    )
-
-
-def add_user(app: FunctionCaller, upn: str | None = None, *, enabled: bool = True) -> tuple[str, str]:
-    """A directory user with a fresh key; returns (userKey, upn)."""
-    user_key, upn = str(uuid.uuid4()), upn or new_upn()
-    response = put_user(app, user_key, {"upn": upn, "displayName": "Test User", "accountEnabled": enabled})
-    assert response.status == 201, response.body
-    return user_key, upn.lower()
+from tests.support.api import (
+    add_user,
+    assert_problem,
+    new_upn,
+    put_user,
+)
+from tests.support.app import TEST_TENANT, FunctionCaller
 
 
 class TestPutUser:
@@ -66,7 +38,7 @@ class TestPutUser:
     def test_keys_are_opaque(self, app: FunctionCaller) -> None:
         user_key = f"not-a-guid:{uuid.uuid4().hex}"
         assert put_user(app, user_key, {"upn": new_upn()}).status == 201
-        assert app.runtime.directory.find_by_key(user_key) is not None
+        assert app.runtime.directory.find_by_key(TEST_TENANT, user_key) is not None
 
     def test_a_delegated_admin_may_put(self, app: FunctionCaller) -> None:
         token = app.tokens.user("root@contoso.com", roles=["Assignments.Admin"])
@@ -76,21 +48,22 @@ class TestPutUser:
         _, upn = add_user(app)
         other_key = str(uuid.uuid4())
         assert_problem(put_user(app, other_key, {"upn": upn.upper()}), 409, "duplicateUpn")
-        assert app.runtime.directory.find_by_key(other_key) is None
+        assert app.runtime.directory.find_by_key(TEST_TENANT, other_key) is None
 
     def test_renaming_frees_the_old_upn(self, app: FunctionCaller) -> None:
         user_key, old_upn = add_user(app)
         new = new_upn()
         assert put_user(app, user_key, {"upn": new}).status == 200
-        assert app.runtime.directory.find_by_upn(old_upn) is None
+        assert app.runtime.directory.find_by_upn(TEST_TENANT, old_upn) is None
         assert put_user(app, str(uuid.uuid4()), {"upn": old_upn}).status == 201
 
     def test_a_change_is_seen_at_once_by_this_process_despite_the_cache(self, app: FunctionCaller) -> None:
         user_key, upn = add_user(app)
-        assert enabled_user_by_upn(app.runtime.directory, upn).user_key == user_key  # now cached
+        found = enabled_user_by_upn(app.runtime.directory, TEST_TENANT, upn)  # now cached
+        assert found is not None
+        assert found.user_key == user_key
         assert put_user(app, user_key, {"upn": upn, "accountEnabled": False}).status == 200
-        with pytest.raises(UserNotFound):
-            enabled_user_by_upn(app.runtime.directory, upn)
+        assert enabled_user_by_upn(app.runtime.directory, TEST_TENANT, upn) is None
 
 
 class TestRefusals:

@@ -1,0 +1,155 @@
+"""The Cosmos DB adapter of `core.store.AssignmentStore`: the only place that knows documents' Cosmos
+shape, writes transactional batches and holds SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from azure.core import MatchConditions
+from azure.cosmos import ContainerProxy
+from azure.cosmos.exceptions import CosmosHttpResponseError
+
+from core.cosmos.client import read_or_none, translate_cosmos_errors
+from core.errors import ConcurrencyConflict, DuplicateId, FieldError, ValidationFailed
+from core.models import (
+    DOC_TYPE_ASSIGNMENT,
+    AssignmentDocument,
+    IdempotencyRecord,
+    ListRole,
+    format_timestamp,
+    partition_key_of,
+)
+from core.store import KeyClaim, ListFilter, Page
+
+if TYPE_CHECKING:
+    from core.aggregate import Decision
+
+DOC_TYPE_KEY_CLAIM = "idempotencyKeyClaim"
+DOC_TYPE_MARKER = "marker"
+
+# Each role's filter restates `rules.can_read` for that role, so a page never holds what the caller may
+# not read. Every one is confined to the caller's tenant.
+_ROLE_FILTERS: dict[ListRole, str] = {
+    ListRole.ASSIGNEE: "c.assigneeUserKey = @userKey",
+    ListRole.ORIGINATOR: "c.originatorUserKey = @userKey",
+    ListRole.CANDIDATE: (
+        "IS_STRING(c.taskKey) AND IS_NULL(c.assigneeUserKey)"
+        " AND EXISTS(SELECT VALUE g FROM g IN c.candidateGroups WHERE ARRAY_CONTAINS(@groups, g))"
+    ),
+}
+
+
+class CosmosAssignmentStore:
+    def __init__(self, container: ContainerProxy) -> None:
+        self._container = container
+
+    def _errors(self, *, on_conflict: Exception | None = None) -> Any:
+        return translate_cosmos_errors(container=self._container.id, on_conflict=on_conflict)
+
+    def read(self, tenant_id: str, assignment_id: str) -> AssignmentDocument | None:
+        body = read_or_none(self._container, assignment_id, partition_key_of(tenant_id, assignment_id))
+        return None if body is None else AssignmentDocument.model_validate(body)
+
+    def create(self, document: AssignmentDocument) -> AssignmentDocument:
+        with self._errors(on_conflict=DuplicateId(f"An assignment with id {document.id} exists")):
+            body = self._container.create_item(document.to_cosmos())
+        return AssignmentDocument.model_validate(body)
+
+    def write(self, decision: Decision, *, etag: str, record: IdempotencyRecord | None = None) -> AssignmentDocument:
+        document = decision.document
+        assert document is not None, "a decision that writes nothing is not written"
+        creates: list[dict[str, Any]] = []
+        if decision.successor is not None:
+            creates.append(decision.successor.to_cosmos())
+        if decision.marker_id is not None:
+            creates.append({"id": decision.marker_id, "pk": document.pk, "docType": DOC_TYPE_MARKER})
+        if record is not None:
+            creates.append(record.model_dump(mode="json", by_alias=True))
+        if not creates:
+            with self._errors():
+                body = self._container.replace_item(
+                    document.id, document.to_cosmos(), etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+            return AssignmentDocument.model_validate(body)
+        operations: Sequence[Any] = [
+            ("replace", (document.id, document.to_cosmos()), {"if_match_etag": etag}),
+            *(("create", (item,)) for item in creates),
+        ]
+        # A create that conflicts means a twin of this request committed first: re-read and re-decide.
+        with self._errors(on_conflict=ConcurrencyConflict("a document of this write exists already")):
+            results = self._container.execute_item_batch(operations, partition_key=document.pk)
+        shown = 1 if decision.successor is not None and decision.shown is decision.successor else 0
+        return AssignmentDocument.model_validate(results[shown]["resourceBody"])
+
+    def read_record(self, document_pk: str, record_id: str) -> IdempotencyRecord | None:
+        body = read_or_none(self._container, record_id, document_pk)
+        return None if body is None else IdempotencyRecord.model_validate(body)
+
+    def has_marker(self, document: AssignmentDocument, marker_id: str) -> bool:
+        return read_or_none(self._container, marker_id, document.pk) is not None
+
+    def claim_key(self, claim: KeyClaim, *, ttl_seconds: int) -> KeyClaim | None:
+        body = {
+            "id": claim.document_id,
+            "pk": claim.document_id,
+            "docType": DOC_TYPE_KEY_CLAIM,
+            "bodyHash": claim.body_hash,
+            "assignmentId": claim.assignment_id,
+            "ttl": ttl_seconds,
+        }
+        while True:
+            with self._errors():
+                try:
+                    self._container.create_item(body)
+                    return None
+                except CosmosHttpResponseError as error:
+                    if error.status_code != 409:
+                        raise
+            earlier = self.read_key_claim(claim)
+            if earlier is not None:
+                return earlier
+            # The earlier claim expired between our create and our read: the key is free again.
+
+    def read_key_claim(self, claim: KeyClaim) -> KeyClaim | None:
+        body = read_or_none(self._container, claim.document_id, claim.document_id)
+        if body is None:
+            return None
+        return KeyClaim(key=claim.key, body_hash=body["bodyHash"], assignment_id=body["assignmentId"])
+
+    def list_page(self, list_filter: ListFilter, *, page_size: int, continuation_token: str | None) -> Page:
+        clauses = ["c.docType = @docType", "c.tenantId = @tenantId", _ROLE_FILTERS[list_filter.role]]
+        parameters: dict[str, object] = {"@docType": DOC_TYPE_ASSIGNMENT, "@tenantId": list_filter.tenant_id}
+        if list_filter.role == ListRole.CANDIDATE:
+            parameters["@groups"] = list(list_filter.groups)
+        else:
+            parameters["@userKey"] = list_filter.user_key
+        if list_filter.statuses:
+            clauses.append("ARRAY_CONTAINS(@statuses, c.status)")
+            parameters["@statuses"] = [str(status) for status in list_filter.statuses]
+        if list_filter.due_before is not None:
+            # Stored timestamps share one fixed-width UTC format, so they compare as strings; null never matches.
+            clauses.append("c.dueAt < @dueBefore")
+            parameters["@dueBefore"] = format_timestamp(list_filter.due_before)
+        sql = f"SELECT * FROM c WHERE {' AND '.join(clauses)} ORDER BY c.createdAt DESC"  # noqa: S608 - fixed clauses
+        params = [{"name": name, "value": value} for name, value in parameters.items()]
+        with self._errors():
+            pages: Any = self._container.query_items(
+                sql, parameters=params, max_item_count=page_size, enable_cross_partition_query=True
+            ).by_page(continuation_token)
+            try:
+                items = list(next(pages, []))
+            except CosmosHttpResponseError as error:
+                # The caller's token is the only part of a query the caller wrote; Cosmos refuses a bad one with 400.
+                if error.status_code == 400 and continuation_token is not None:
+                    message = "is not a valid continuation token"
+                    raise ValidationFailed(
+                        f"continuationToken {message}", [FieldError("continuationToken", message)]
+                    ) from error
+                raise
+            token = pages.continuation_token
+        return Page(items=[AssignmentDocument.model_validate(item) for item in items], continuation_token=token or None)
+
+    def ping(self) -> None:
+        with self._errors():
+            self._container.read()

@@ -1,0 +1,173 @@
+"""The Cosmos DB client, provisioning, the round-trip counter, and the one place SDK errors become
+domain errors (`translate_cosmos_errors`, driven by a status table)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
+from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline.transport import RequestsTransport
+from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
+from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosClientTimeoutError, CosmosHttpResponseError
+
+from core.errors import ConcurrencyConflict, DomainError, LimitExceeded, ServiceUnavailable
+
+log = logging.getLogger("assignments.cosmos")
+
+# Throttling is answered by telling the caller when to come back, not by holding the request open
+# through the SDK's own long retry loop.
+_MAX_THROTTLE_RETRIES = 2
+# Cosmos's sub-status for "the owner resource (database or container) does not exist".
+SUBSTATUS_OWNER_MISSING = 1003
+
+# Partition key paths by container role; infra/main.bicep must agree (tests/test_infra.py checks it).
+ASSIGNMENTS_PARTITION_KEY = "/pk"
+USERS_PARTITION_KEY = "/pk"
+LEASES_PARTITION_KEY = "/id"
+
+
+class RoundTripCounter:
+    """Counts HTTP requests the Cosmos client sends. Installed as the client's azure-core
+    `CustomHookPolicy` request hook, which runs once per transmission, retries included."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def __call__(self, request: PipelineRequest[Any]) -> None:
+        with self._lock:
+            self._count += 1
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return self._count
+
+
+def _retry_after_seconds(headers: dict[str, Any] | None) -> int:
+    try:
+        millis = float((headers or {}).get("x-ms-retry-after-ms", "1000"))
+    except ValueError:
+        millis = 1000
+    return max(1, int(-(-millis // 1000)))
+
+
+def _owner_missing(container: str) -> DomainError:
+    log.error("Cosmos DB reports the database or container of %r missing: provision it", container)
+    return ServiceUnavailable(f"The store's container {container} is unavailable", retry_after=5)
+
+
+# What each Cosmos status means to a caller. 409 is the operation's own business (`on_conflict`), 404 is
+# read_or_none's; what is not here is a bug or an outage we cannot name, and reaches the boundary as a 500.
+_STATUS_ERRORS: dict[int, Callable[[dict[str, Any] | None], Exception]] = {
+    412: lambda _h: ConcurrencyConflict("the document changed since it was read"),
+    429: lambda headers: ServiceUnavailable(retry_after=_retry_after_seconds(headers)),
+    408: lambda _h: ServiceUnavailable(retry_after=1),
+    503: lambda _h: ServiceUnavailable(retry_after=1),
+    # The change would push the document past Cosmos's item size limit; nothing was written.
+    413: lambda _h: LimitExceeded("The change would make the assignment larger than the store allows"),
+}
+
+
+@contextmanager
+def translate_cosmos_errors(*, container: str = "", on_conflict: Exception | None = None) -> Iterator[None]:
+    """The one place where SDK errors become domain errors."""
+    try:
+        yield
+    except CosmosBatchOperationError as error:
+        failed = (error.operation_responses or [{}])[error.error_index or 0]
+        status = int(failed.get("statusCode") or error.status_code or 0)
+        if status == 409 and on_conflict is not None:
+            raise on_conflict from error
+        if status in _STATUS_ERRORS:
+            raise _STATUS_ERRORS[status](error.headers) from error
+        raise
+    except CosmosHttpResponseError as error:
+        status = int(error.status_code or 0)
+        if status == 404 and error.sub_status == SUBSTATUS_OWNER_MISSING:
+            raise _owner_missing(container) from error
+        if status == 409 and on_conflict is not None:
+            raise on_conflict from error
+        if status in _STATUS_ERRORS:
+            raise _STATUS_ERRORS[status](error.headers) from error
+        raise
+    except (CosmosClientTimeoutError, ServiceRequestError, ServiceResponseError) as error:
+        raise ServiceUnavailable(retry_after=1) from error
+    except AzureError:
+        raise
+
+
+def read_or_none(container: ContainerProxy, item_id: str, partition_key: str) -> dict[str, Any] | None:
+    """A point read; None when the item does not exist. A missing container is an outage, not None."""
+    with translate_cosmos_errors(container=container.id):
+        try:
+            body: dict[str, Any] = container.read_item(item_id, partition_key=partition_key)
+        except CosmosHttpResponseError as error:
+            if error.status_code == 404 and error.sub_status != SUBSTATUS_OWNER_MISSING:
+                return None
+            raise
+    return body
+
+
+def _transport() -> RequestsTransport:
+    """`requests` reads proxy settings and `.netrc` from the environment on every request, about a tenth
+    of a point read's time. Read them once, here: when the environment names no proxy or CA bundle,
+    the session stops looking; when it does, it keeps honouring them exactly as before."""
+    session = requests.Session()
+    ca_settings = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+    session.trust_env = bool(urllib.request.getproxies()) or any(os.environ.get(name) for name in ca_settings)
+    return RequestsTransport(session=session, session_owner=True)
+
+
+def make_cosmos_client(
+    endpoint: str, key: str | None, *, counter: RoundTripCounter | None = None, credential: Any = None
+) -> CosmosClient:
+    """A client for the settings' account: signed with the key when there is one (the emulator's,
+    locally), else with the token credential (managed identity in production)."""
+    options: dict[str, Any] = {
+        "retry_total": _MAX_THROTTLE_RETRIES,
+        "retry_backoff_max": 2,
+        "connection_timeout": 5,
+        "transport": _transport(),
+    }
+    if counter is not None:
+        options["raw_request_hook"] = counter
+    if endpoint.startswith("http://"):
+        # The local emulator speaks plain HTTP but advertises https endpoints; discovery would follow them.
+        options["enable_endpoint_discovery"] = False
+    if not key and credential is None:
+        raise ValueError("A Cosmos client needs COSMOS_KEY or a token credential")
+    # The constructor already reads the account, so an unreachable account is an outage here too.
+    with translate_cosmos_errors():
+        return CosmosClient(endpoint, credential=key or credential, **options)
+
+
+@dataclass(frozen=True)
+class ContainerNames:
+    database: str
+    assignments: str
+    users: str
+    leases: str
+
+
+def ensure_containers(client: CosmosClient, names: ContainerNames) -> DatabaseProxy:
+    """Create the database and containers if missing. Idempotent; run once, at first use."""
+    with translate_cosmos_errors(container=names.database):
+        database = client.create_database_if_not_exists(names.database)
+        # default_ttl=-1 turns TTL on without expiring anything by default: per-document `ttl` applies
+        # (idempotency records and key claims).
+        database.create_container_if_not_exists(
+            names.assignments, partition_key=PartitionKey(path=ASSIGNMENTS_PARTITION_KEY), default_ttl=-1
+        )
+        database.create_container_if_not_exists(names.users, partition_key=PartitionKey(path=USERS_PARTITION_KEY))
+        database.create_container_if_not_exists(names.leases, partition_key=PartitionKey(path=LEASES_PARTITION_KEY))
+    return database
