@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy
-from azure.cosmos.exceptions import CosmosHttpResponseError
+from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpResponseError
 
 from core.cosmos.client import read_or_none, translate_cosmos_errors
 from core.errors import ConcurrencyConflict, DuplicateId, FieldError, ValidationFailed
@@ -76,9 +76,20 @@ class CosmosAssignmentStore:
             ("replace", (document.id, document.to_cosmos()), {"if_match_etag": etag}),
             *(("create", (item,)) for item in creates),
         ]
-        # A create that conflicts means a twin of this request committed first: re-read and re-decide.
-        with self._errors(on_conflict=ConcurrencyConflict("a document of this write exists already")):
-            results = self._container.execute_item_batch(operations, partition_key=document.pk)
+        # A marker or record that exists means a twin of this request committed first: re-read and
+        # re-decide. A successor id that is taken while the original's ETag still held is not a race.
+        try:
+            with self._errors(on_conflict=ConcurrencyConflict("a document of this write exists already")):
+                results = self._container.execute_item_batch(operations, partition_key=document.pk)
+        except ConcurrencyConflict as conflict:
+            cause = conflict.__cause__
+            if (
+                decision.successor is not None
+                and isinstance(cause, CosmosBatchOperationError)
+                and cause.error_index == 1
+            ):
+                raise DuplicateId(f"An assignment with id {decision.successor.id} exists") from cause
+            raise
         shown = 1 if decision.successor is not None and decision.shown is decision.successor else 0
         return AssignmentDocument.model_validate(results[shown]["resourceBody"])
 

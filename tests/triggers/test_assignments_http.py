@@ -19,6 +19,7 @@ from tests.support.api import (
     assert_problem,
     create,
     get,
+    key_of,
     new_body,
 )
 from tests.support.app import FunctionCaller
@@ -247,10 +248,12 @@ class TestRead:
             assert response.json() == created
             assert response.headers["etag"] == created["_etag"]
 
-    def test_assignee_match_ignores_case(self, app: FunctionCaller) -> None:
+    def test_the_assignee_is_their_key_whatever_the_upns_case(self, app: FunctionCaller) -> None:
         created = create(app, new_body(assigneeEmail="Mixed.Case@Contoso.com")).json()
         assert created["assigneeEmail"] == "mixed.case@contoso.com"
-        assert get(app, created["id"], app.tokens.user("MIXED.case@contoso.com")).status == 200
+        assert created["assigneeUserKey"] == key_of("mixed.case@contoso.com")
+        token = app.tokens.user("MIXED.case@contoso.com", oid=key_of("mixed.case@contoso.com"))
+        assert get(app, created["id"], token).status == 200
 
     def test_an_admin_reads_anything(self, app: FunctionCaller) -> None:
         created = create(app, new_body()).json()

@@ -294,10 +294,11 @@ class TestComplete:
         created = new_assignment(app, completionCriteria="manual")
         assert_problem(act(app, "complete", created["id"], {"reason": "x"}), 422, "validationFailed")
 
-    def test_the_assignee_gets_403_and_a_stranger_404(self, app: FunctionCaller) -> None:
+    def test_the_assignee_attests_it_is_done_and_a_stranger_gets_404(self, app: FunctionCaller) -> None:
+        # The contract lets the assignee of a manual assignment complete it (they were refused with 403).
         created = new_assignment(app, completionCriteria="manual")
-        assert_problem(act(app, "complete", created["id"], token=app.tokens.user(ASSIGNEE)), 403, "forbidden")
         assert_problem(act(app, "complete", created["id"], token=app.tokens.user("eve@contoso.com")), 404, "notFound")
+        assert ok(act(app, "complete", created["id"], token=app.tokens.user(ASSIGNEE)))["status"] == "completed"
 
 
 class TestReject:
@@ -547,10 +548,22 @@ class TestPatch:
         assert problem["errors"][0]["field"] == "maxAttempts"
         assert ok(patch(app, created["id"], {"maxAttempts": 2}, if_match=below["_etag"]))["maxAttempts"] == 2
 
-    def test_merge_patch_content_type_is_required(self, app: FunctionCaller) -> None:
+    def test_merge_patch_or_plain_json_and_nothing_else(self, app: FunctionCaller) -> None:
+        # Plain JSON is read as a merge patch (it was refused with 400); other media types still are.
         created = new_assignment(app)
-        response = patch(app, created["id"], {}, if_match=created["_etag"], content_type="application/json")
+        response = patch(app, created["id"], {}, if_match=created["_etag"], content_type="text/plain")
         assert_problem(response, 400, "invalidRequest")
+        edited = ok(
+            patch(app, created["id"], {"targetTitle": "T"}, if_match=created["_etag"], content_type="application/json")
+        )
+        assert edited["targetTitle"] == "T"
+
+    def test_a_patch_that_changes_nothing_writes_nothing(self, app: FunctionCaller) -> None:
+        created = new_assignment(app, targetTitle="Same")
+        for body in ({}, {"targetTitle": "Same"}):
+            unchanged = ok(patch(app, created["id"], body, if_match=created["_etag"]))
+            assert unchanged["_etag"] == created["_etag"]
+        assert version_of(app, created["id"]) == 1
 
     def test_a_terminal_assignment_cannot_be_edited(self, app: FunctionCaller) -> None:
         created = new_assignment(app)
