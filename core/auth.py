@@ -83,9 +83,9 @@ class Principal:
 
     @property
     def is_admin(self) -> bool:
-        # An admin role assigned to a user also shows up in `roles` of a delegated token; a scope of the
-        # same name covers tenants that model admin access as a delegated permission instead.
-        return ROLE_ADMIN in self.roles or ROLE_ADMIN in self.scopes
+        # Only an app role counts, in a delegated or an app-only token: a tenant admin assigns roles, while a
+        # scope is a delegated permission that users may consent to themselves, whatever it is named.
+        return ROLE_ADMIN in self.roles
 
     @property
     def is_reporter(self) -> bool:

@@ -159,6 +159,23 @@ def test_v1_app_only_token_without_idtyp(validator: TokenValidator, factory: Tok
     assert not principal.is_admin
 
 
+def test_a_scope_never_makes_an_admin(validator: TokenValidator, factory: TokenFactory) -> None:
+    # Any user can consent to a delegated permission named like the role; only an app role assignment counts.
+    principal = validator.validate(factory.user_token(scopes=f"{SCOPE_READ_WRITE} {ROLE_ADMIN}"))
+    assert principal.scopes == frozenset({SCOPE_READ_WRITE, ROLE_ADMIN})
+    assert not principal.is_admin
+    require_access(principal)
+    with pytest.raises(Forbidden):
+        require_admin(principal)
+
+
+def test_the_admin_role_makes_a_delegated_admin(validator: TokenValidator, factory: TokenFactory) -> None:
+    principal = validator.validate(factory.user_token(scopes="User.Read", roles=[ROLE_ADMIN]))
+    assert principal.is_admin
+    require_access(principal)
+    require_admin(principal)
+
+
 def test_the_email_claim_never_stands_in_for_the_upn(validator: TokenValidator, factory: TokenFactory) -> None:
     token = factory.user_token(preferred_username=None, email="alice@contoso.com")
     assert refused(validator, token).detail == "The token does not identify the user"
@@ -577,7 +594,8 @@ ACCESS_MATRIX: list[tuple[str, Principal, bool, bool]] = [
     ("user with ReadWrite", _user(scopes=frozenset({SCOPE_READ_WRITE})), True, True),
     ("user without scope", _user(scopes=frozenset({"User.Read"})), False, False),
     ("user with admin role", _user(roles=frozenset({ROLE_ADMIN})), True, True),
-    ("user with admin scope", _user(scopes=frozenset({ROLE_ADMIN})), True, True),
+    ("user with admin scope", _user(scopes=frozenset({ROLE_ADMIN})), False, False),
+    ("user with ReadWrite and admin scope", _user(scopes=frozenset({SCOPE_READ_WRITE, ROLE_ADMIN})), True, True),
     ("user with only the report role", _user(roles=frozenset({ROLE_REPORT})), False, False),
     ("app with admin role", _app(roles=frozenset({ROLE_ADMIN})), True, True),
     ("app with report role", _app(roles=frozenset({ROLE_REPORT})), False, True),
@@ -604,6 +622,7 @@ def test_require_access(name: str, principal: Principal, default: bool, reporter
     ("principal", "allowed"),
     [
         (_user(scopes=frozenset({SCOPE_READ_WRITE})), False),
+        (_user(scopes=frozenset({SCOPE_READ_WRITE, ROLE_ADMIN})), False),
         (_user(roles=frozenset({ROLE_ADMIN})), True),
         (_app(roles=frozenset({ROLE_ADMIN})), True),
         (_app(roles=frozenset({ROLE_REPORT})), False),

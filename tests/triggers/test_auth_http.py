@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -125,3 +126,30 @@ def test_a_rotated_key_is_accepted_without_restart(
         assert _get(app, app.tokens.user(ORIGINATOR, key=new_key), "missing-id") == 404
     finally:
         set_runtime(app.runtime)
+
+
+@pytest.mark.parametrize(
+    ("scopes", "roles", "status"),
+    [
+        ("Assignments.ReadWrite Assignments.Admin", (), 403),
+        ("Assignments.Admin", (), 403),
+        ("Assignments.ReadWrite", ("Assignments.Admin",), 201),
+    ],
+    ids=["admin scope beside ReadWrite", "admin scope alone", "admin role"],
+)
+def test_only_the_admin_role_may_put_users(
+    app: FunctionCaller, scopes: str, roles: tuple[str, ...], status: int
+) -> None:
+    user_key = str(uuid.uuid4())
+    response = app.call(
+        "put_user",
+        method="PUT",
+        url=f"/users/{user_key}",
+        token=app.tokens.user("root@contoso.com", scopes=scopes, roles=roles),
+        json_body={"upn": f"user-{user_key[:8]}@contoso.com"},
+        route_params={"userKey": user_key},
+    )
+    assert response.status == status, response.body
+    if status == 403:
+        assert response.json()["code"] == "forbidden"
+        assert app.runtime.directory.find_by_key(user_key) is None
