@@ -13,6 +13,8 @@ from core.settings import Settings
 from tests.support.app import FunctionCaller
 from tests.support.tokens import JwksServer, SigningKey, TokenFactory, v1_issuer, v2_issuer
 from tests.triggers.test_assignments_http import ORIGINATOR, create, new_body
+from tests.triggers.test_delegation import new_assignment
+from tests.triggers.test_lifecycle import post_event
 
 OTHER_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
 UNPUBLISHED_KEY = SigningKey()
@@ -153,3 +155,29 @@ def test_only_the_admin_role_may_put_users(
     if status == 403:
         assert response.json()["code"] == "forbidden"
         assert app.runtime.directory.find_by_key(user_key) is None
+
+
+@pytest.mark.parametrize(
+    "make_token",
+    [
+        lambda f: f.user_token(upn=ORIGINATOR, scopes=None, idtyp=None, sub="pairwise", roles=["Assignments.Report"]),
+        lambda f: f.app_token(app_id="reporter", roles=["Assignments.Report"], idtyp=None, sub="not-the-oid"),
+    ],
+    ids=["user-shaped without scp or idtyp", "app-shaped whose sub is not its oid"],
+)
+def test_a_token_neither_user_nor_app_may_not_report(
+    app: FunctionCaller, make_token: Callable[[TokenFactory], str]
+) -> None:
+    created = new_assignment(app, completionCriteria="manual")
+    response = post_event(app, created["id"], "visited", token=make_token(app.tokens.factory))
+    assert response.status == 401, response.body
+    assert response.json()["code"] == "unauthenticated"
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_an_app_token_without_idtyp_may_report(app: FunctionCaller) -> None:
+    created = new_assignment(app, completionCriteria="manual")
+    token = app.tokens.factory.app_token(app_id="v1-reporter", roles=["Assignments.Report"], idtyp=None, version=1)
+    response = post_event(app, created["id"], "visited", token=token)
+    assert response.status == 200, response.body
+    assert response.json()["updatedBy"] == "app:v1-reporter"
