@@ -83,9 +83,9 @@ class Principal:
 
     @property
     def is_admin(self) -> bool:
-        # An admin role assigned to a user also shows up in `roles` of a delegated token; a scope of the
-        # same name covers tenants that model admin access as a delegated permission instead.
-        return ROLE_ADMIN in self.roles or ROLE_ADMIN in self.scopes
+        # Only an app role counts, in a delegated or an app-only token: a tenant admin assigns roles, while a
+        # scope is a delegated permission that users may consent to themselves, whatever it is named.
+        return ROLE_ADMIN in self.roles
 
     @property
     def is_reporter(self) -> bool:
@@ -234,6 +234,9 @@ def _refuse(reason: str) -> Unauthenticated:
     return Unauthenticated(reason, token_sent=True)
 
 
+_NEITHER_USER_NOR_APP = "The token does not identify a user or an application"
+
+
 def _string_set(claims: Mapping[str, Any], name: str) -> frozenset[str]:
     value = claims.get(name)
     if value is None:
@@ -353,10 +356,7 @@ class TokenValidator:
         scp = claims.get("scp")
         if scp is not None and not isinstance(scp, str):
             raise _refuse("The token's claims are malformed")
-        # `idtyp` is authoritative when the app registration asks Entra to emit it; otherwise an access
-        # token without `scp` was obtained with the client-credentials flow, i.e. it is app-only.
-        idtyp = claims.get("idtyp")
-        is_app_only = (idtyp == "app") if idtyp in ("app", "user") else (scp is None)
+        is_app_only = _is_app_only(claims, oid=oid, has_scp=scp is not None)
         upn = _optional_string(claims, "preferred_username", "upn")
         app_id = _optional_string(claims, "azp", "appid")
         if is_app_only and app_id is None:
@@ -374,6 +374,29 @@ class TokenValidator:
             roles=_string_set(claims, "roles"),
             groups=_string_set(claims, "groups"),
         )
+
+
+def _is_app_only(claims: Mapping[str, Any], *, oid: str, has_scp: bool) -> bool:
+    """Whether the token was issued to an application acting as itself (CONTRACTS "App-only tokens").
+
+    `idtyp` is authoritative when the app registration asks Entra to emit it. Without it, the absence of
+    `scp` alone is not enough: a user token stripped of its scopes would pass for an app and inherit an
+    app's roles. Entra sets `sub` to the caller's `oid` only in client-credentials tokens (a user's `sub`
+    is pairwise per application), so both must hold; anything else is refused rather than guessed.
+    """
+    idtyp = claims.get("idtyp")
+    if idtyp is not None:
+        if not isinstance(idtyp, str):
+            raise _refuse("The token's claims are malformed")
+        if idtyp not in ("app", "user"):
+            raise _refuse(_NEITHER_USER_NOR_APP)
+        return idtyp == "app"
+    if has_scp:
+        return False
+    # PyJWT has already refused a `sub` that is present but not a string.
+    if claims.get("sub") != oid:
+        raise _refuse(_NEITHER_USER_NOR_APP)
+    return True
 
 
 def bearer_token(authorization: str | None) -> str:

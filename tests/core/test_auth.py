@@ -159,6 +159,61 @@ def test_v1_app_only_token_without_idtyp(validator: TokenValidator, factory: Tok
     assert not principal.is_admin
 
 
+def test_a_scope_never_makes_an_admin(validator: TokenValidator, factory: TokenFactory) -> None:
+    # Any user can consent to a delegated permission named like the role; only an app role assignment counts.
+    principal = validator.validate(factory.user_token(scopes=f"{SCOPE_READ_WRITE} {ROLE_ADMIN}"))
+    assert principal.scopes == frozenset({SCOPE_READ_WRITE, ROLE_ADMIN})
+    assert not principal.is_admin
+    require_access(principal)
+    with pytest.raises(Forbidden):
+        require_admin(principal)
+
+
+def test_the_admin_role_makes_a_delegated_admin(validator: TokenValidator, factory: TokenFactory) -> None:
+    principal = validator.validate(factory.user_token(scopes="User.Read", roles=[ROLE_ADMIN]))
+    assert principal.is_admin
+    require_access(principal)
+    require_admin(principal)
+
+
+NEITHER = "The token does not identify a user or an application"
+
+
+def test_a_user_token_without_scp_or_idtyp_is_not_an_app(validator: TokenValidator, factory: TokenFactory) -> None:
+    # A user's `sub` is pairwise, never their `oid`; only the client-credentials flow makes the two equal.
+    token = factory.user_token(scopes=None, idtyp=None, sub="pairwise-subject", roles=[ROLE_REPORT])
+    assert refused(validator, token).detail == NEITHER
+
+
+# name, token, is_app_only
+APP_ONLY_CASES: list[tuple[str, Callable[[TokenFactory], str], bool]] = [
+    ("idtyp app decides, whatever sub says", lambda f: f.app_token(sub="someone-else"), True),
+    ("idtyp user decides, even without scp", lambda f: f.user_token(scopes=None), False),
+    ("without idtyp, scp makes a user even if sub is oid", lambda f: f.user_token(idtyp=None, oid="o", sub="o"), False),
+    ("without idtyp, no scp and sub equal to oid make an app", lambda f: f.app_token(idtyp=None), True),
+    ("v1 without idtyp, no scp and sub equal to oid make an app", lambda f: f.app_token(idtyp=None, version=1), True),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "app_only"), APP_ONLY_CASES, ids=[case[0] for case in APP_ONLY_CASES])
+def test_app_only_detection(
+    name: str, make: Callable[[TokenFactory], str], app_only: bool, validator: TokenValidator, factory: TokenFactory
+) -> None:
+    principal = validator.validate(make(factory))
+    assert principal.is_app_only is app_only
+    if app_only:
+        assert principal.upn is None
+        assert principal.scopes == frozenset()
+    else:
+        assert principal.upn == "user@contoso.com"
+
+
+def test_a_user_token_without_scp_gets_403_not_401(validator: TokenValidator, factory: TokenFactory) -> None:
+    principal = validator.validate(factory.user_token(scopes=None))
+    with pytest.raises(Forbidden):
+        require_access(principal, allow_reporter=True)
+
+
 def test_the_email_claim_never_stands_in_for_the_upn(validator: TokenValidator, factory: TokenFactory) -> None:
     token = factory.user_token(preferred_username=None, email="alice@contoso.com")
     assert refused(validator, token).detail == "The token does not identify the user"
@@ -232,6 +287,11 @@ BAD_TOKENS: dict[str, tuple[Callable[[TokenFactory, SigningKey], str], str]] = {
     "numeric oid": (lambda f, k: _edited(f, oid=42), "The token's claims are malformed"),
     "roles not a list": (lambda f, k: _edited(f, roles="Assignments.Admin"), "claims are malformed"),
     "app-only without app id": (lambda f, k: f.app_token(azp=None), "does not identify the calling application"),
+    "no idtyp, no scp, sub not oid": (lambda f, k: f.app_token(idtyp=None, sub="someone-else"), NEITHER),
+    "no idtyp, no scp, no sub": (lambda f, k: f.app_token(idtyp=None, sub=None), NEITHER),
+    "no idtyp, no scp, no sub, upn": (lambda f, k: f.user_token(idtyp=None, scopes=None, sub=None), NEITHER),
+    "unknown idtyp": (lambda f, k: f.user_token(idtyp="device"), NEITHER),
+    "idtyp not a string": (lambda f, k: f.app_token(idtyp=["app"]), "The token's claims are malformed"),
     "garbage": (lambda f, k: "not-a-token", "The bearer token is malformed"),
     "empty": (lambda f, k: "", "The bearer token is malformed"),
     "non-ascii": (lambda f, k: "ünïcode.ünïcode.ünïcode", "The bearer token is malformed"),
@@ -577,7 +637,8 @@ ACCESS_MATRIX: list[tuple[str, Principal, bool, bool]] = [
     ("user with ReadWrite", _user(scopes=frozenset({SCOPE_READ_WRITE})), True, True),
     ("user without scope", _user(scopes=frozenset({"User.Read"})), False, False),
     ("user with admin role", _user(roles=frozenset({ROLE_ADMIN})), True, True),
-    ("user with admin scope", _user(scopes=frozenset({ROLE_ADMIN})), True, True),
+    ("user with admin scope", _user(scopes=frozenset({ROLE_ADMIN})), False, False),
+    ("user with ReadWrite and admin scope", _user(scopes=frozenset({SCOPE_READ_WRITE, ROLE_ADMIN})), True, True),
     ("user with only the report role", _user(roles=frozenset({ROLE_REPORT})), False, False),
     ("app with admin role", _app(roles=frozenset({ROLE_ADMIN})), True, True),
     ("app with report role", _app(roles=frozenset({ROLE_REPORT})), False, True),
@@ -604,6 +665,7 @@ def test_require_access(name: str, principal: Principal, default: bool, reporter
     ("principal", "allowed"),
     [
         (_user(scopes=frozenset({SCOPE_READ_WRITE})), False),
+        (_user(scopes=frozenset({SCOPE_READ_WRITE, ROLE_ADMIN})), False),
         (_user(roles=frozenset({ROLE_ADMIN})), True),
         (_app(roles=frozenset({ROLE_ADMIN})), True),
         (_app(roles=frozenset({ROLE_REPORT})), False),

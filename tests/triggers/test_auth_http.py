@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 
 import pytest
 
 from core.bootstrap import Runtime, set_runtime
 from core.settings import Settings
-from tests.support.api import (
-    ORIGINATOR,
-    create,
-    new_body,
-)
+from tests.support.api import ORIGINATOR, create, new_assignment, new_body, post_event
 from tests.support.app import FunctionCaller
 from tests.support.tokens import JwksServer, SigningKey, TokenFactory, v1_issuer, v2_issuer
 
@@ -129,3 +126,56 @@ def test_a_rotated_key_is_accepted_without_restart(
         assert _get(app, app.tokens.user(ORIGINATOR, key=new_key), "missing-id") == 404
     finally:
         set_runtime(app.runtime)
+
+
+@pytest.mark.parametrize(
+    ("scopes", "roles", "status"),
+    [
+        ("Assignments.ReadWrite Assignments.Admin", (), 403),
+        ("Assignments.Admin", (), 403),
+        ("Assignments.ReadWrite", ("Assignments.Admin",), 201),
+    ],
+    ids=["admin scope beside ReadWrite", "admin scope alone", "admin role"],
+)
+def test_only_the_admin_role_may_put_users(
+    app: FunctionCaller, scopes: str, roles: tuple[str, ...], status: int
+) -> None:
+    user_key = str(uuid.uuid4())
+    response = app.call(
+        "put_user",
+        method="PUT",
+        url=f"/users/{user_key}",
+        token=app.tokens.user("root@contoso.com", scopes=scopes, roles=roles),
+        json_body={"upn": f"user-{user_key[:8]}@contoso.com"},
+        route_params={"userKey": user_key},
+    )
+    assert response.status == status, response.body
+    if status == 403:
+        assert response.json()["code"] == "forbidden"
+        assert app.runtime.directory.find_by_key(user_key) is None
+
+
+@pytest.mark.parametrize(
+    "make_token",
+    [
+        lambda f: f.user_token(upn=ORIGINATOR, scopes=None, idtyp=None, sub="pairwise", roles=["Assignments.Report"]),
+        lambda f: f.app_token(app_id="reporter", roles=["Assignments.Report"], idtyp=None, sub="not-the-oid"),
+    ],
+    ids=["user-shaped without scp or idtyp", "app-shaped whose sub is not its oid"],
+)
+def test_a_token_neither_user_nor_app_may_not_report(
+    app: FunctionCaller, make_token: Callable[[TokenFactory], str]
+) -> None:
+    created = new_assignment(app, completionCriteria="manual")
+    response = post_event(app, created["id"], "visited", token=make_token(app.tokens.factory))
+    assert response.status == 401, response.body
+    assert response.json()["code"] == "unauthenticated"
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_an_app_token_without_idtyp_may_report(app: FunctionCaller) -> None:
+    created = new_assignment(app, completionCriteria="manual")
+    token = app.tokens.factory.app_token(app_id="v1-reporter", roles=["Assignments.Report"], idtyp=None, version=1)
+    response = post_event(app, created["id"], "visited", token=token)
+    assert response.status == 200, response.body
+    assert response.json()["updatedBy"] == "app:v1-reporter"
