@@ -3,8 +3,9 @@
 /* eslint-disable no-console, no-continue, no-underscore-dangle */
 // Launches @vercel/cosmosdb-server 1.0.1 on plain HTTP with keep-alive, after patching its handlers in-process so
 // that it behaves like Cosmos DB where our code depends on it (see shared FACTS.md for the measured gaps):
-// 404 for missing items, atomic transactional batches, partition-scoped queries, an incremental change feed,
-// TTL, and an account document that advertises http:// endpoints so SDK endpoint discovery also works.
+// 404 for missing items, 404 with substatus 1003 under a missing container or database, atomic transactional
+// batches, partition-scoped queries, an incremental change feed, TTL, and an account document that advertises
+// http:// endpoints so SDK endpoint discovery also works.
 // Patching the library's modules (instead of forking it) keeps the exact pinned npm package as the base.
 //
 // Usage: node cosmos-server.js [--host 127.0.0.1] [--port 8081]   (port 0 picks a free port)
@@ -34,6 +35,8 @@ const ERROR_CODES = {
   424: "FailedDependency", 500: "InternalServerError"
 };
 const NOT_FOUND_MESSAGE = "Entity with the specified id does not exist in the system.";
+const OWNER_MISSING_MESSAGE = "Owner resource does not exist";
+const OWNER_RESOURCE_NOT_FOUND = 1003; // SubStatusCodes.OwnerResourceNotFound in the Cosmos SDKs
 const PRECONDITION_MESSAGE = "Operation cannot be performed because one of the specified precondition is not met.";
 const PK_HEADER = "x-ms-documentdb-partitionkey";
 
@@ -306,7 +309,6 @@ function send(res, result) {
 // ---- Handlers that replace the library's.
 function readDocument(account, req, res, params) {
   const collection = getCollection(account, params);
-  if (!collection.read()) return send(res, fail(404, NOT_FOUND_MESSAGE));
   const data = collection.document(params.docId, lookupPartition(rawPartitionKey(req), params.docId)).read();
   return data || send(res, fail(404, NOT_FOUND_MESSAGE));
 }
@@ -314,7 +316,6 @@ function readDocument(account, req, res, params) {
 async function createDocument(account, req, res, params) {
   const body = await readJson(req);
   const collection = getCollection(account, params);
-  if (!collection.read()) return send(res, fail(404, "Owner resource does not exist"));
   return send(res, docOps.createOperation(collection, { resourceBody: body }));
 }
 
@@ -376,7 +377,6 @@ async function queryDocuments(account, req, res, params) {
     const body = await readJson(req);
     if (!body.query) return send(res, fail(400, "missing query"));
     const collection = getCollection(account, params);
-    if (!collection.read()) return null;
     const predicate = partitionPredicate(rawPartitionKey(req));
     if (!predicate && !trueHeader(req, "x-ms-documentdb-query-enablecrosspartition")) {
       const paths = ((collection.read().partitionKey || {}).paths) || [];
@@ -431,7 +431,6 @@ function changeFeed(collection, req, res) {
 
 function readDocuments(account, req, res, params) {
   const collection = getCollection(account, params);
-  if (!collection.read()) return send(res, fail(404, "Owner resource does not exist"));
   if (req.headers["a-im"]) return changeFeed(collection, req, res);
   return readItems(req, res, "Documents", async options => collection.documents.read(options));
 }
@@ -474,7 +473,6 @@ function runBatchOperation(collection, op, headerPk) {
 async function batchDocuments(account, req, res, params) {
   const ops = await readJson(req);
   const collection = getCollection(account, params);
-  if (!collection.read()) return send(res, fail(404, "Owner resource does not exist"));
   if (!Array.isArray(ops) || ops.length === 0) return send(res, fail(400, "Batch request has no operations."));
   if (ops.length > 100) return send(res, fail(400, "Batch request has more operations than what is supported."));
   const docs = collection.documents;
@@ -532,6 +530,18 @@ function errorStatus(err) {
   return 500;
 }
 
+// Cosmos answers a request addressed under a database or container that does not exist with 404 and substatus 1003
+// (OwnerResourceNotFound), and a missing resource itself with a plain 404: that is how a client tells "the container
+// is gone" (an outage) from "no such item". /dbs/d/colls/c is addressed under d only; /dbs/d/colls/c/docs[/i] under
+// d and c. The library answered both cases alike, some with 500.
+function ownerIsMissing(account, req, { dbId, collId }) {
+  const depth = req.url.split("?")[0].split("/").filter(Boolean).length;
+  if (dbId === undefined || depth <= 2) return false;
+  const database = account.database(dbId);
+  if (!database.read()) return true;
+  return collId !== undefined && depth > 4 && !database.collection(collId).read();
+}
+
 const LOG_REQUESTS = process.env.COSMOS_SERVER_LOG_REQUESTS === "1";
 
 function handleRequest(account, req, res) {
@@ -544,6 +554,10 @@ function handleRequest(account, req, res) {
     if (!matched) {
       res.statusCode = 400;
       body = { message: `no route for ${req.method} ${req.url}` };
+    } else if (ownerIsMissing(account, req, matched[0])) {
+      res.statusCode = 404;
+      res.setHeader("x-ms-substatus", String(OWNER_RESOURCE_NOT_FOUND));
+      body = { code: ERROR_CODES[404], message: OWNER_MISSING_MESSAGE };
     } else {
       try {
         body = await matched[1](account, req, res, matched[0]);

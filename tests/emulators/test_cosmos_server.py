@@ -22,6 +22,7 @@ from azure.cosmos.exceptions import (
     CosmosHttpResponseError,
     CosmosResourceNotFoundError,
 )
+from azure.cosmos.http_constants import SubStatusCodes
 
 from localhost import services
 from tests.support.services import RunningService, make_cosmos_client, start_cosmos
@@ -54,6 +55,7 @@ def test_reading_a_missing_item_raises_not_found(container: ContainerProxy) -> N
     with pytest.raises(CosmosResourceNotFoundError) as error:
         container.read_item("missing", partition_key="p")
     assert error.value.status_code == 404
+    assert error.value.sub_status is None  # not 1003: the container is there, the item is not
 
 
 WRITES_TO_A_MISSING_ITEM: dict[str, Callable[[ContainerProxy], object]] = {
@@ -66,8 +68,9 @@ WRITES_TO_A_MISSING_ITEM: dict[str, Callable[[ContainerProxy], object]] = {
 @pytest.mark.parametrize("operation", sorted(WRITES_TO_A_MISSING_ITEM))
 def test_writing_a_missing_item_raises_not_found(container: ContainerProxy, operation: str) -> None:
     write = WRITES_TO_A_MISSING_ITEM[operation]
-    with pytest.raises(CosmosResourceNotFoundError):
+    with pytest.raises(CosmosResourceNotFoundError) as error:
         write(container)
+    assert error.value.sub_status is None
 
 
 def test_an_item_is_found_only_in_its_own_partition(container: ContainerProxy) -> None:
@@ -328,6 +331,68 @@ def test_without_container_ttl_item_ttl_is_ignored(container: ContainerProxy) ->
     container.create_item({"id": "a", "pk": "p", "ttl": 1})
     time.sleep(1.1)
     assert container.read_item("a", partition_key="p")["id"] == "a"
+
+
+# ---------------------------------------------------------------- missing database or container
+
+OWNER_RESOURCE_NOT_FOUND = SubStatusCodes.OWNER_RESOURCE_NOT_FOUND  # 1003, as Cosmos marks "the container is gone"
+
+OPERATIONS_ON_A_MISSING_OWNER: dict[str, Callable[[ContainerProxy], object]] = {
+    "read": lambda c: c.read_item("a", partition_key="p"),
+    "create": lambda c: c.create_item({"id": "b", "pk": "p"}),
+    "upsert": lambda c: c.upsert_item({"id": "a", "pk": "p"}),
+    "replace": lambda c: c.replace_item("a", {"id": "a", "pk": "p"}),
+    "patch": lambda c: c.patch_item("a", "p", [{"op": "set", "path": "/n", "value": 1}]),
+    "delete": lambda c: c.delete_item("a", partition_key="p"),
+    "batch": lambda c: c.execute_item_batch([("create", ({"id": "b", "pk": "p"},))], partition_key="p"),
+    "query": lambda c: list(c.query_items("SELECT * FROM c", partition_key="p")),
+    "cross-partition query": lambda c: list(c.query_items("SELECT * FROM c", enable_cross_partition_query=True)),
+    "read all": lambda c: list(c.read_all_items()),
+    "change feed": lambda c: list(c.query_items_change_feed(start_time="Beginning")),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(OPERATIONS_ON_A_MISSING_OWNER))
+def test_operations_on_a_deleted_container_are_404_with_substatus_1003(
+    cosmos_database: DatabaseProxy, container: ContainerProxy, operation: str
+) -> None:
+    container.create_item({"id": "a", "pk": "p"})  # the client now holds the container's properties, as a service does
+    cosmos_database.delete_container(container)
+
+    with pytest.raises(CosmosHttpResponseError) as error:
+        OPERATIONS_ON_A_MISSING_OWNER[operation](container)
+
+    assert (error.value.status_code, error.value.sub_status) == (404, OWNER_RESOURCE_NOT_FOUND)
+
+
+@pytest.mark.parametrize("operation", ["read", "create", "query", "batch"])
+def test_operations_in_a_deleted_database_are_404_with_substatus_1003(
+    cosmos_client: CosmosClient, operation: str
+) -> None:
+    database = cosmos_client.create_database(f"gone-{uuid.uuid4().hex[:8]}")
+    container = database.create_container("c", partition_key=PartitionKey("/pk"))
+    container.create_item({"id": "a", "pk": "p"})
+    cosmos_client.delete_database(database)
+
+    with pytest.raises(CosmosHttpResponseError) as error:
+        OPERATIONS_ON_A_MISSING_OWNER[operation](container)
+
+    assert (error.value.status_code, error.value.sub_status) == (404, OWNER_RESOURCE_NOT_FOUND)
+
+
+def test_a_client_that_never_saw_a_deleted_container_gets_a_plain_404_from_reading_it(
+    cosmos_service: RunningService, cosmos_database: DatabaseProxy, container: ContainerProxy
+) -> None:
+    # Before its first item operation the SDK reads the container's properties (GET /dbs/d/colls/c). That read is
+    # addressed to the container itself, so a missing container is a plain 404 there, without 1003, as on Cosmos.
+    cosmos_database.delete_container(container)
+    fresh = make_cosmos_client(cosmos_service.endpoint, cosmos_service.key)
+    unseen = fresh.get_database_client(cosmos_database.id).get_container_client(container.id)
+
+    with pytest.raises(CosmosResourceNotFoundError) as error:
+        unseen.read_item("a", partition_key="p")
+
+    assert error.value.sub_status is None
 
 
 # ---------------------------------------------------------------- container management
