@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from core import store
+from core.cosmos.client import ASSIGNMENTS_PARTITION_KEY, LEASES_PARTITION_KEY, USERS_PARTITION_KEY
 from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,9 +33,9 @@ def _settings_names() -> set[str]:
 def test_containers_and_partition_keys_agree_with_the_store() -> None:
     defaults = {name: field.default for name, field in Settings.model_fields.items()}
     assert _bicep_containers() == {
-        defaults["cosmos_assignments_container"]: store.ASSIGNMENTS_PARTITION_KEY,
-        defaults["cosmos_users_container"]: store.USERS_PARTITION_KEY,
-        defaults["cosmos_leases_container"]: store.LEASES_PARTITION_KEY,
+        defaults["cosmos_assignments_container"]: ASSIGNMENTS_PARTITION_KEY,
+        defaults["cosmos_users_container"]: USERS_PARTITION_KEY,
+        defaults["cosmos_leases_container"]: LEASES_PARTITION_KEY,
     }
 
 
