@@ -3,9 +3,9 @@
 /* eslint-disable no-console, no-continue, no-underscore-dangle */
 // Launches @vercel/cosmosdb-server 1.0.1 on plain HTTP with keep-alive, after patching its handlers in-process so
 // that it behaves like Cosmos DB where our code depends on it (see shared FACTS.md for the measured gaps):
-// 404 for missing items, 404 with substatus 1003 under a missing container or database, atomic transactional
-// batches, partition-scoped queries, an incremental change feed, TTL, and an account document that advertises
-// http:// endpoints so SDK endpoint discovery also works.
+// 404 for missing items, 404 with substatus 1003 under a missing container or database, quoted entity tags,
+// atomic transactional batches, partition-scoped queries, an incremental change feed, TTL, and an account document
+// that advertises http:// endpoints so SDK endpoint discovery also works.
 // Patching the library's modules (instead of forking it) keeps the exact pinned npm package as the base.
 //
 // Usage: node cosmos-server.js [--host 127.0.0.1] [--port 8081]   (port 0 picks a free port)
@@ -19,6 +19,7 @@ const LIB = path.join(path.dirname(require.resolve("@vercel/cosmosdb-server/pack
 const lib = name => require(path.join(LIB, name));
 
 const documentsModule = lib("account/documents");
+const Items = lib("account/items").default;
 const Collections = lib("account/collections").default;
 const Account = lib("account").default;
 const { parsePartitionKey } = lib("utils/get-partition-from-header");
@@ -64,6 +65,18 @@ class JournaledMap extends Map {
     }
   }
 }
+
+// ---- Entity tags. Cosmos's `_etag` (and the ETag header) is a quoted entity tag as RFC 9110 writes it, e.g. the JSON
+// string "\"00000000-0000-0000-a1b2-c3d4e5f60000\"", new on every write; items.js mints a bare UUID in create() and
+// replace(), the only callers of _set. Clients send it back verbatim in If-Match, so the quotes must round-trip.
+const baseItemsSet = Items.prototype._set;
+Items.prototype._set = function _set(data) {
+  return baseItemsSet.call(this, { ...data, _etag: `"${randomUUID()}"` });
+};
+
+// If-Match as Cosmos applies it to a write: "*" passes for any current version, otherwise the entity tag must equal the
+// stored one exactly, quotes included (the library compared, but knew no "*").
+const ifMatchFails = (ifMatch, existing) => Boolean(ifMatch) && ifMatch !== "*" && ifMatch !== existing._etag;
 
 // ---- Effective partition key (Hash V2), needed because the SDK scopes a partition's change feed by EPK range.
 const MASK64 = (1n << 64n) - 1n;
@@ -284,6 +297,7 @@ const rawPartitionKey = (req) => {
 };
 // The library keys items by partition value with the id as fallback; a missing header means "id-partitioned".
 const lookupPartition = (raw, id) => (raw === undefined ? id : parsePartitionKey(raw, id));
+const partitionHeader = (raw, id) => (raw === undefined ? JSON.stringify([id]) : raw);
 
 // Turns x-ms-documentdb-partitionkey into a predicate over an item's partition value ([{}] = value absent).
 function partitionPredicate(raw) {
@@ -319,23 +333,35 @@ async function createDocument(account, req, res, params) {
   return send(res, docOps.createOperation(collection, { resourceBody: body }));
 }
 
+async function upsertDocument(account, req, res, params) {
+  const body = await readJson(req);
+  const collection = getCollection(account, params);
+  const raw = rawPartitionKey(req);
+  const id = body && body.id;
+  const existing = id ? collection.document(id, lookupPartition(raw, id)).read() : null;
+  if (existing && ifMatchFails(req.headers["if-match"], existing)) return send(res, fail(412, PRECONDITION_MESSAGE));
+  return send(res, docOps.upsertOperation(collection, { partitionKey: partitionHeader(raw, id), resourceBody: body }));
+}
+
 async function replaceDocument(account, req, res, params) {
   const body = await readJson(req);
   const collection = getCollection(account, params);
   const raw = rawPartitionKey(req);
-  if (!collection.document(params.docId, lookupPartition(raw, params.docId)).read()) {
-    return send(res, fail(404, NOT_FOUND_MESSAGE));
-  }
+  const existing = collection.document(params.docId, lookupPartition(raw, params.docId)).read();
+  if (!existing) return send(res, fail(404, NOT_FOUND_MESSAGE));
   if (body.id !== params.docId) return send(res, fail(400, "replacing id is not allowed"));
-  const input = { partitionKey: raw, ifMatch: req.headers["if-match"], resourceBody: body };
+  if (ifMatchFails(req.headers["if-match"], existing)) return send(res, fail(412, PRECONDITION_MESSAGE));
+  const input = { partitionKey: partitionHeader(raw, params.docId), resourceBody: body };
   return send(res, docOps.replaceOperation(collection, input));
 }
 
 function deleteDocument(account, req, res, params) {
   const collection = getCollection(account, params);
   const raw = rawPartitionKey(req);
-  const partitionKey = raw === undefined ? JSON.stringify([params.docId]) : raw;
-  const input = { partitionKey, ifMatch: req.headers["if-match"], id: params.docId };
+  const existing = collection.document(params.docId, lookupPartition(raw, params.docId)).read();
+  if (!existing) return send(res, fail(404, NOT_FOUND_MESSAGE));
+  if (ifMatchFails(req.headers["if-match"], existing)) return send(res, fail(412, PRECONDITION_MESSAGE));
+  const input = { partitionKey: partitionHeader(raw, params.docId), id: params.docId };
   return send(res, docOps.deleteOperation(collection, input));
 }
 
@@ -350,14 +376,13 @@ function conditionHolds(collection, id, raw, condition) {
 }
 
 function patchDocumentOp(collection, { id, raw, ifMatch, operations, condition }) {
-  const partitionKey = raw === undefined ? JSON.stringify([id]) : raw;
   const existing = collection.document(id, lookupPartition(raw, id)).read();
   if (!existing) return fail(404, NOT_FOUND_MESSAGE);
-  if (ifMatch && ifMatch !== existing._etag) return fail(412, PRECONDITION_MESSAGE);
+  if (ifMatchFails(ifMatch, existing)) return fail(412, PRECONDITION_MESSAGE);
   if (condition && !conditionHolds(collection, id, raw, condition)) {
     return fail(412, "Condition specified in the patch request is not satisfied.");
   }
-  return patchOperation(collection, { id, partitionKey, ifMatch, operations });
+  return patchOperation(collection, { id, partitionKey: partitionHeader(raw, id), operations });
 }
 
 async function patchDocument(account, req, res, params) {
@@ -452,8 +477,10 @@ function runBatchOperation(collection, op, headerPk) {
   if (op.ifNoneMatch && existing && (op.ifNoneMatch === "*" || op.ifNoneMatch === existing._etag)) {
     return type === "Read" ? { statusCode: 304 } : fail(412, "Resource matches the If-None-Match precondition.");
   }
-  const partitionKey = raw === undefined ? JSON.stringify([id]) : raw;
-  const input = { id, partitionKey, ifMatch: op.ifMatch, resourceBody: body };
+  if (existing && ["Replace", "Upsert", "Delete"].includes(type) && ifMatchFails(op.ifMatch, existing)) {
+    return fail(412, PRECONDITION_MESSAGE);
+  }
+  const input = { id, partitionKey: partitionHeader(raw, id), resourceBody: body };
   switch (type) {
     case "Create": return docOps.createOperation(collection, input);
     case "Upsert": return docOps.upsertOperation(collection, input);
@@ -510,6 +537,7 @@ async function batchDocuments(account, req, res, params) {
 const HANDLER_OVERRIDES = {
   "read-document": readDocument,
   "create-document": createDocument,
+  "upsert-document": upsertDocument,
   "replace-document": replaceDocument,
   "delete-document": deleteDocument,
   "patch-document": patchDocument,
@@ -580,7 +608,7 @@ function handleRequest(account, req, res) {
     // The library answers every other incremental feed (partition key ranges) this way; the SDK drains until 304.
     if (req.headers["a-im"] && !res.changeFeedHandled && res.statusCode === 200) {
       if (req.headers["if-none-match"]) res.statusCode = 304;
-      res.setHeader("etag", "1");
+      res.setHeader("etag", '"1"');
     }
     if (res.statusCode === 304 || res.statusCode === 204 || body === undefined) res.end();
     else res.end(JSON.stringify(body));

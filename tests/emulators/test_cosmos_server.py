@@ -16,6 +16,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import pytest
+from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
 from azure.cosmos.exceptions import (
     CosmosBatchOperationError,
@@ -97,6 +98,103 @@ def test_patch_filter_predicate_keeps_the_case_of_string_literals(container: Con
     with pytest.raises(CosmosHttpResponseError) as error:
         container.patch_item(
             "a", "p", [{"op": "set", "path": "/seen", "value": False}], filter_predicate="FROM c WHERE c.status = 'x'"
+        )
+    assert error.value.status_code == 412
+
+
+# ---------------------------------------------------------------- entity tags
+
+
+def is_quoted(etag: object) -> bool:
+    """Cosmos's form: the JSON string itself holds the quotes, e.g. '"00000000-0000-0000-a1b2-c3d4e5f60000"'."""
+    return isinstance(etag, str) and len(etag) > 2 and etag.startswith('"') and etag.endswith('"')
+
+
+def last_etag_header(container: ContainerProxy) -> str:
+    return str(container.client_connection.last_response_headers["etag"])
+
+
+def test_etags_are_quoted_in_bodies_and_headers_and_change_on_every_write(container: ContainerProxy) -> None:
+    written = [container.create_item({"id": "a", "pk": "p", "n": 1})]
+    headers = [last_etag_header(container)]
+    written.append(container.upsert_item({"id": "a", "pk": "p", "n": 2}))
+    headers.append(last_etag_header(container))
+    written.append(container.replace_item("a", {"id": "a", "pk": "p", "n": 3}))
+    headers.append(last_etag_header(container))
+    written.append(container.patch_item("a", "p", [{"op": "incr", "path": "/n", "value": 1}]))
+    headers.append(last_etag_header(container))
+    read = container.read_item("a", partition_key="p")
+
+    etags = [item["_etag"] for item in written]
+    assert all(is_quoted(etag) for etag in etags)
+    assert headers == etags
+    assert len(set(etags)) == len(etags)
+    assert read["_etag"] == last_etag_header(container) == etags[-1]
+
+
+CONDITIONAL_WRITES: dict[str, Callable[[ContainerProxy, str], object]] = {
+    "replace": lambda c, etag: c.replace_item(
+        "a", {"id": "a", "pk": "p", "n": 9}, etag=etag, match_condition=MatchConditions.IfNotModified
+    ),
+    "upsert": lambda c, etag: c.upsert_item(
+        {"id": "a", "pk": "p", "n": 9}, etag=etag, match_condition=MatchConditions.IfNotModified
+    ),
+    "patch": lambda c, etag: c.patch_item(
+        "a", "p", [{"op": "set", "path": "/n", "value": 9}], etag=etag, match_condition=MatchConditions.IfNotModified
+    ),
+    "delete": lambda c, etag: c.delete_item("a", "p", etag=etag, match_condition=MatchConditions.IfNotModified),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(CONDITIONAL_WRITES))
+def test_if_match_takes_the_quoted_etag_as_read_and_refuses_a_stale_one(
+    container: ContainerProxy, operation: str
+) -> None:
+    stale = container.create_item({"id": "a", "pk": "p", "n": 0})["_etag"]
+    container.upsert_item({"id": "a", "pk": "p", "n": 1})
+    current = container.read_item("a", partition_key="p")["_etag"]
+    write = CONDITIONAL_WRITES[operation]
+
+    with pytest.raises(CosmosHttpResponseError) as error:
+        write(container, stale)
+    assert error.value.status_code == 412
+    assert container.read_item("a", partition_key="p")["_etag"] == current
+
+    write(container, current)
+    remaining: list[Any] = list(container.query_items("SELECT VALUE c.n FROM c", partition_key="p"))
+    assert remaining == ([] if operation == "delete" else [9])
+
+
+def test_if_match_star_passes_for_any_current_version(container: ContainerProxy) -> None:
+    container.create_item({"id": "a", "pk": "p", "n": 0})
+    replaced = container.replace_item("a", {"id": "a", "pk": "p", "n": 1}, match_condition=MatchConditions.IfPresent)
+    assert replaced["n"] == 1
+
+
+def test_batch_preconditions_compare_the_quoted_etag(container: ContainerProxy) -> None:
+    stale = container.create_item({"id": "a", "pk": "p", "n": 0})["_etag"]
+    current = container.upsert_item({"id": "a", "pk": "p", "n": 1})["_etag"]
+
+    with pytest.raises(CosmosBatchOperationError) as error:
+        container.execute_item_batch(
+            [("replace", ("a", {"id": "a", "pk": "p", "n": 2}), {"if_match_etag": stale})], partition_key="p"
+        )
+    assert error.value.status_code == 412
+
+    results = container.execute_item_batch(
+        [
+            ("replace", ("a", {"id": "a", "pk": "p", "n": 2}), {"if_match_etag": current}),
+            ("upsert", ({"id": "b", "pk": "p"},)),
+        ],
+        partition_key="p",
+    )
+    assert [r["statusCode"] for r in results] == [200, 201]
+    assert all(is_quoted(r["eTag"]) and r["eTag"] == r["resourceBody"]["_etag"] for r in results)
+    assert results[0]["eTag"] != current
+
+    with pytest.raises(CosmosBatchOperationError) as error:
+        container.execute_item_batch(
+            [("upsert", ({"id": "b", "pk": "p"},), {"if_none_match_etag": results[1]["eTag"]})], partition_key="p"
         )
     assert error.value.status_code == 412
 
