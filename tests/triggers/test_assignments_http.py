@@ -39,7 +39,8 @@ class TestCreate:
         assert body["originatorEmail"] == ORIGINATOR
         assert body["createdBy"] == body["updatedBy"] == ORIGINATOR
         assert body["assignedBy"] == ORIGINATOR
-        assert body["assigneeUserKey"] is None
+        # Create resolves the assignee through the directory and keeps their key (it was left null).
+        assert body["assigneeUserKey"] == key_of(ASSIGNEE)
         assert body["attempts"] == []
         assert body["delegationChain"] == []
         assert body["candidateGroups"] == []

@@ -11,7 +11,7 @@ import pytest
 from core.bootstrap import Runtime, set_runtime
 from core.settings import Settings
 from tests.support.api import ORIGINATOR, create, new_assignment, new_body, post_event
-from tests.support.app import FunctionCaller
+from tests.support.app import TEST_TENANT, FunctionCaller
 from tests.support.tokens import JwksServer, SigningKey, TokenFactory, v1_issuer, v2_issuer
 
 OTHER_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
@@ -152,7 +152,7 @@ def test_only_the_admin_role_may_put_users(
     assert response.status == status, response.body
     if status == 403:
         assert response.json()["code"] == "forbidden"
-        assert app.runtime.directory.find_by_key(user_key) is None
+        assert app.runtime.directory.find_by_key(TEST_TENANT, user_key) is None
 
 
 @pytest.mark.parametrize(

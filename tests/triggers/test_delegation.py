@@ -16,7 +16,7 @@ import pytest
 from azure.cosmos.exceptions import CosmosBatchOperationError
 
 from core.aggregate import Decision
-from core.errors import ConcurrencyConflict
+from core.errors import DuplicateId
 from core.models import Status
 from core.settings import Settings
 from tests.support.api import (
@@ -375,7 +375,7 @@ class TestBatch:
             assignments.execute_item_batch(operations, partition_key=document.pk)
         assert caught.value.error_index == 1
         decision = Decision(shown=occupant, document=changed, successor=occupant, created=True)
-        with pytest.raises(ConcurrencyConflict):
+        with pytest.raises(DuplicateId):
             app.runtime.store.write(decision, etag=etag)
         after = stored(app, original["id"])
         assert after is not None
