@@ -8,7 +8,8 @@
    7071; 0 picks a free port) with `function_app.py`'s own functions.
 5. Prints what runs where and a curl command, with a demo user's token, that answers 200.
 
-Ctrl-C (or SIGTERM) stops the host, the signer and the emulators it started.
+Ctrl-C (SIGINT), SIGTERM and SIGHUP stop the host, the signer and the emulators it started, and remove their
+temporary folders.
 """
 
 from __future__ import annotations
@@ -49,8 +50,41 @@ class StartupError(Exception):
     """A reason not to start that the user can fix; printed without a traceback."""
 
 
-def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+class _StopOnSignal:
+    """The handler of every stop signal: the first one unwinds `run` (its ExitStack stops everything it started);
+    later ones are ignored, so an impatient second Ctrl-C cannot cut that cleanup short and leave emulators and
+    their folders behind."""
+
+    def __init__(self) -> None:
+        self.stopping = False  # also set by `run` once it unwinds for any other reason
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        raise KeyboardInterrupt
+
+    def install(self) -> None:
+        # SIGINT even when inherited as ignored: a shell starts background jobs (`scripts/run &` in a script) and
+        # some CI runners start their steps that way, and Ctrl-C or `kill -INT` must still stop the run command.
+        # SIGHUP (the terminal went away) unless inherited as ignored: that is `nohup`, asking for exactly that.
+        signal.signal(signal.SIGINT, self)
+        signal.signal(signal.SIGTERM, self)
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+            signal.signal(signal.SIGHUP, self)
+
+
+def _say(text: str) -> None:
+    """Print, even when the terminal is gone (after SIGHUP): then stdout goes to /dev/null instead of raising."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+_STOP = _StopOnSignal()
 
 
 def _start_services(environ: Mapping[str, str], stack: contextlib.ExitStack) -> tuple[dict[str, str], list[str]]:
@@ -59,7 +93,7 @@ def _start_services(environ: Mapping[str, str], stack: contextlib.ExitStack) -> 
 
     def started(service: RunningService, label: str) -> None:
         stack.callback(service.stop)
-        lines.append(f"  {label:<22} {service.endpoint}  (started here, pid {service.pid})")
+        lines.append(f"  {label:<22} {service.endpoint}  (started here, pid {service.pid}, log {service.log_path})")
 
     if environ.get("COSMOS_ENDPOINT"):
         lines.append(f"  {'Cosmos DB':<22} {environ['COSMOS_ENDPOINT']}  (COSMOS_ENDPOINT)")
@@ -137,6 +171,30 @@ def _banner(host: LocalHost, services: list[str], signer: DevSigner | None, demo
     return "\n".join(lines)
 
 
+def _start(environ: Mapping[str, str], port: int, stack: contextlib.ExitStack) -> str:
+    """Start everything, each registered on `stack` to be stopped; returns the banner."""
+    values, service_lines = _start_services(environ, stack)
+    signer: DevSigner | None = None
+    if environ.get("LOCAL_DEV_SIGNER", "1").strip().lower() in ("1", "true"):
+        signer = DevSigner(environ=environ)
+        stack.callback(signer.stop)
+        values.update(signer.app_settings())
+    settings = _settings({**environ, **values})
+    app_settings = {**app_settings_of(settings), **environ, **values}
+    os.environ.update(app_settings)
+    runtime = Runtime(settings)
+    set_runtime(runtime)
+    runtime.store  # noqa: B018 - creates the database and containers now rather than at the first request
+    demo = seed_demo_data(runtime)
+    try:
+        host = LocalHost(index_app("function_app"), app_settings, port=port)
+    except OSError as error:
+        raise StartupError(f"cannot listen on 127.0.0.1:{port} ({error.strerror}); set PORT to another port") from None
+    stack.callback(host.stop)
+    host.start()
+    return _banner(host, service_lines, signer, demo)
+
+
 def run(environ: Mapping[str, str]) -> None:
     refuse_in_azure(environ)
     try:
@@ -144,30 +202,12 @@ def run(environ: Mapping[str, str]) -> None:
     except ValueError:
         raise StartupError(f"PORT must be a port number, not {environ['PORT']!r}") from None
     with contextlib.ExitStack() as stack:
-        values, service_lines = _start_services(environ, stack)
-        signer: DevSigner | None = None
-        if environ.get("LOCAL_DEV_SIGNER", "1").strip().lower() in ("1", "true"):
-            signer = DevSigner(environ=environ)
-            stack.callback(signer.stop)
-            values.update(signer.app_settings())
-        settings = _settings({**environ, **values})
-        app_settings = {**app_settings_of(settings), **environ, **values}
-        os.environ.update(app_settings)
-        runtime = Runtime(settings)
-        set_runtime(runtime)
-        runtime.store  # noqa: B018 - creates the database and containers now rather than at the first request
-        demo = seed_demo_data(runtime)
         try:
-            host = LocalHost(index_app("function_app"), app_settings, port=port)
-        except OSError as error:
-            raise StartupError(
-                f"cannot listen on 127.0.0.1:{port} ({error.strerror}); set PORT to another port"
-            ) from None
-        stack.callback(host.stop)
-        host.start()
-        print(_banner(host, service_lines, signer, demo), flush=True)
-        while True:
-            time.sleep(3600)  # until Ctrl-C or SIGTERM; the ExitStack then stops everything, newest first
+            _say(_start(environ, port, stack))
+            while True:
+                time.sleep(3600)  # until a stop signal; the ExitStack then stops everything, newest first
+        finally:
+            _STOP.stopping = True  # the stack unwinds now: no signal may interrupt that
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,11 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     ).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%X")
     logging.getLogger("azure").setLevel(logging.WARNING)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    _STOP.install()
     try:
         run(os.environ)
     except KeyboardInterrupt:
-        print("\nStopped.", flush=True)
+        _say("\nStopped.")
     except (StartupError, DevSignerRefused) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 2

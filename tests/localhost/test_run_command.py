@@ -11,6 +11,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -18,17 +19,28 @@ import requests
 from localhost.services import REPO_ROOT, RunningService
 
 STARTUP_TIMEOUT_S = 45
+# Generous on purpose: the machine is shared; this bounds a hang, it does not measure speed.
+EXIT_TIMEOUT_S = 60
 # Settings a developer's shell might hold that would point the run command elsewhere.
 CLEARED = ("COSMOS_ENDPOINT", "COSMOS_KEY", "AzureWebJobsStorage", "CosmosDB", "WEBSITE_INSTANCE_ID", "PORT")
 
+# Sets the signal dispositions the run command inherits, then becomes it: a disposition set to SIG_IGN survives
+# exec, which is how a background job (`cmd &` in a script), `nohup` or a CI runner starts a process.
+LAUNCHER = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN if sys.argv[1] == "ignored" else signal.SIG_DFL)
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
+os.execv(sys.executable, [sys.executable, "-m", "localhost", *sys.argv[2:]])
+"""
+
 
 class RunCommand:
-    def __init__(self, **settings: str) -> None:
+    def __init__(self, *args: str, sigint: str = "default", cwd: Path = REPO_ROOT, **settings: str) -> None:
         env = {k: v for k, v in os.environ.items() if k not in CLEARED and not k.startswith(("AUTH_", "COSMOS_"))}
-        env.update(PORT="0", LOCAL_DEV_SIGNER="1", PYTHONUNBUFFERED="1", **settings)
+        env.update(PORT="0", LOCAL_DEV_SIGNER="1", PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO_ROOT), **settings)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "localhost"],
-            cwd=REPO_ROOT,
+            [sys.executable, "-c", LAUNCHER, sigint, *args],
+            cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -54,18 +66,26 @@ class RunCommand:
             if match:
                 return match
 
-    def stop(self) -> int:
+    def wait_for_exit(self) -> int:
+        try:
+            return self.process.wait(timeout=EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"still running {EXIT_TIMEOUT_S} s after the signal; output so far:\n" + "\n".join(self.output)
+            ) from None
+
+    def stop(self, signum: int = signal.SIGINT) -> int:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout=20)
+            self.process.send_signal(signum)
+        return self.wait_for_exit()
 
 
 @pytest.fixture
 def run_command() -> Iterator[Callable[..., RunCommand]]:
     commands: list[RunCommand] = []
 
-    def start(**settings: str) -> RunCommand:
-        commands.append(RunCommand(**settings))
+    def start(*args: str, **settings: object) -> RunCommand:
+        commands.append(RunCommand(*args, **settings))  # type: ignore[arg-type]
         return commands[-1]
 
     yield start
@@ -86,7 +106,7 @@ def test_the_printed_curl_answers_200_health_is_up_and_ctrl_c_stops_everything(
     run_command: Callable[..., RunCommand],
 ) -> None:
     command = run_command()
-    emulator_pids = [int(command.wait_for_line(r"\(started here, pid (\d+)\)").group(1)) for _ in range(2)]
+    emulator_pids = [int(command.wait_for_line(r"\(started here, pid (\d+)").group(1)) for _ in range(2)]
     curl = command.wait_for_line(r"^curl -s .*Bearer .*$").group(0)
 
     response = get_with_the_printed_curl(curl)
@@ -106,6 +126,31 @@ def test_the_printed_curl_answers_200_health_is_up_and_ctrl_c_stops_everything(
     for pid in emulator_pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@pytest.mark.parametrize(
+    ("signum", "sigint"),
+    [
+        pytest.param(signal.SIGINT, "ignored", id="SIGINT-inherited-as-ignored"),
+        pytest.param(signal.SIGTERM, "default", id="SIGTERM"),
+        pytest.param(signal.SIGHUP, "default", id="SIGHUP"),
+    ],
+)
+def test_each_stop_signal_stops_the_emulators_and_removes_their_folders(
+    run_command: Callable[..., RunCommand], signum: int, sigint: str
+) -> None:
+    command = run_command(sigint=sigint)
+    started = [command.wait_for_line(r"\(started here, pid (\d+), log (\S+)\)") for _ in range(2)]
+    command.wait_for_line(r"^curl -s ")  # the banner is complete: everything has started
+
+    command.process.send_signal(signum)
+
+    assert command.wait_for_exit() == 0
+    for match in started:
+        pid, folder = int(match.group(1)), Path(match.group(2)).parent
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+        assert not folder.exists(), f"{folder} was left behind"
 
 
 def test_with_cosmos_endpoint_set_it_uses_that_account_and_seeds_it_only_once(
