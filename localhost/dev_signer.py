@@ -12,12 +12,14 @@ keeps this package out of every deployment. The tests reuse these pieces (`tests
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -29,6 +31,31 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 DEV_TENANT_ID = "00000000-0000-0000-0000-000000000000"
 DEV_AUDIENCE = "api://assignments-local"
 DEV_TOKEN_LIFETIME_SECONDS = 12 * 3600
+
+
+@dataclass(frozen=True)
+class LocalApp:
+    """A client application the development signer issues app-only (client-credentials) tokens for."""
+
+    name: str
+    app_id: str  # the client id: `azp` (v2) / `appid` (v1), and `app:{app_id}` in actor fields
+    object_id: str  # its service principal's object id: the token's `oid`, and its `sub`
+    roles: tuple[str, ...]
+
+
+# Fixed ids, so actor fields (`app:{app_id}`) read the same in every run. Not real applications.
+LOCAL_ADMIN_APP = LocalApp(
+    "assignments-local-admin",
+    app_id="5e0a1c2d-3b4f-4a6e-8d7c-9f1e2d3c0a01",
+    object_id="5e0a1c2d-3b4f-4a6e-8d7c-9f1e2d3c0b01",
+    roles=("Assignments.Admin",),
+)
+LOCAL_REPORTER_APP = LocalApp(
+    "assignments-local-reporter",
+    app_id="5e0a1c2d-3b4f-4a6e-8d7c-9f1e2d3c0a02",
+    object_id="5e0a1c2d-3b4f-4a6e-8d7c-9f1e2d3c0b02",
+    roles=("Assignments.Report",),
+)
 
 
 class DevSignerRefused(RuntimeError):
@@ -54,6 +81,12 @@ def _b64url_uint(value: int) -> str:
 
 def json_segment(value: Mapping[str, Any]) -> str:
     return b64url(json.dumps(value, separators=(",", ":")).encode("utf-8"))
+
+
+def pairwise_subject(client_app_id: str, oid: str) -> str:
+    """A user's `sub`: Entra makes it pairwise (one value per user and application), never the `oid`; only an
+    app-only token's `sub` equals its `oid`. Same shape as Entra's: 43 base64url characters."""
+    return b64url(hashlib.sha256(f"{client_app_id}:{oid}".encode()).digest())
 
 
 def v2_issuer(tenant_id: str) -> str:
@@ -108,7 +141,9 @@ class TokenFactory:
 
     v2 tokens carry `preferred_username` and `azp`, the v2 issuer, and `audience` (the API's client-id
     GUID). v1 tokens carry `upn` and `appid`, the `sts.windows.net` issuer, and `v1_audience`
-    (`api://{audience}` unless given). Keyword overrides replace any claim; None removes it.
+    (`api://{audience}` unless given). As Entra issues them, user tokens carry `idtyp: user` and a pairwise
+    `sub` that differs from `oid`; app-only tokens carry `idtyp: app`, no `scp`, and `sub` equal to `oid`.
+    Keyword overrides replace any claim; None removes it.
     """
 
     def __init__(
@@ -142,6 +177,7 @@ class TokenFactory:
     ) -> dict[str, Any]:
         oid = oid or str(uuid.uuid4())
         claims = self._base_claims(version=version, lifetime=lifetime, oid=oid)
+        claims["sub"] = pairwise_subject(self.client_app_id, oid)
         claims["name"] = upn.split("@")[0]
         claims["idtyp"] = "user"
         if version == 1:
@@ -342,9 +378,25 @@ class DevSigner:
             "AUTH_ISSUERS": "",
         }
 
-    def user_token(self, *, oid: str, upn: str, groups: Iterable[str] = (), roles: Iterable[str] = ()) -> str:
-        """A delegated token with the API's scope, valid for `DEV_TOKEN_LIFETIME_SECONDS`."""
-        return self.tokens.user_token(oid=oid, upn=upn, groups=groups, roles=roles, lifetime=DEV_TOKEN_LIFETIME_SECONDS)
+    def user_token(
+        self,
+        *,
+        oid: str,
+        upn: str,
+        groups: Iterable[str] = (),
+        roles: Iterable[str] = (),
+        scopes: str | None = "Assignments.ReadWrite",
+    ) -> str:
+        """A delegated token, with the API's scope unless told otherwise, valid for `DEV_TOKEN_LIFETIME_SECONDS`."""
+        return self.tokens.user_token(
+            oid=oid, upn=upn, groups=groups, roles=roles, scopes=scopes, lifetime=DEV_TOKEN_LIFETIME_SECONDS
+        )
+
+    def app_token(self, app: LocalApp) -> str:
+        """An app-only token of `app` with its roles, valid for `DEV_TOKEN_LIFETIME_SECONDS`."""
+        return self.tokens.app_token(
+            app_id=app.app_id, oid=app.object_id, roles=app.roles, lifetime=DEV_TOKEN_LIFETIME_SECONDS
+        )
 
     def stop(self) -> None:
         self._jwks.stop()

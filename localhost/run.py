@@ -6,7 +6,8 @@
 3. With `LOCAL_DEV_SIGNER` (default 1 here), starts the development token signer and trusts only it.
 4. Creates the database and containers, seeds the demo data, and starts the local host on `PORT` (default
    7071; 0 picks a free port) with `function_app.py`'s own functions.
-5. Prints what runs where and a curl command, with a demo user's token, that answers 200.
+5. Prints what runs where, tokens for the demo users, an admin app and a reporter app, and a curl command that
+   answers 200.
 
 Ctrl-C (SIGINT), SIGTERM and SIGHUP stop the host, the signer and the emulators it started, and remove their
 temporary folders.
@@ -29,8 +30,15 @@ from pydantic import ValidationError
 from core.bootstrap import Runtime, set_runtime
 from core.settings import Settings
 from localhost.app_settings import app_settings_of
-from localhost.demo import GRACE, WELCOME_ID, DemoData, seed_demo_data
-from localhost.dev_signer import DEV_TOKEN_LIFETIME_SECONDS, DevSigner, DevSignerRefused, refuse_in_azure
+from localhost.demo import GRACE, WELCOME_ID, DemoData, DemoUser, seed_demo_data
+from localhost.dev_signer import (
+    DEV_TOKEN_LIFETIME_SECONDS,
+    LOCAL_ADMIN_APP,
+    LOCAL_REPORTER_APP,
+    DevSigner,
+    DevSignerRefused,
+    refuse_in_azure,
+)
 from localhost.host import LocalHost
 from localhost.indexing import index_app
 from localhost.services import RunningService, start_azurite, start_cosmos
@@ -122,6 +130,10 @@ def _settings(values: Mapping[str, str]) -> Settings:
         ) from None
 
 
+def _token_name(user: DemoUser) -> str:
+    return user.upn.split("@")[0].upper()
+
+
 def _banner(host: LocalHost, services: list[str], signer: DevSigner | None, demo: DemoData) -> str:
     url = host.url
     lines = [
@@ -149,23 +161,30 @@ def _banner(host: LocalHost, services: list[str], signer: DevSigner | None, demo
         lines.append("(LOCAL_DEV_SIGNER=0: bring a token from your identity provider.)")
         return "\n".join(lines)
     hours = DEV_TOKEN_LIFETIME_SECONDS // 3600
-    token = signer.user_token(oid=GRACE.user_key, upn=GRACE.upn, groups=GRACE.groups)
+    users = " / ".join(f"TOKEN_{_token_name(user)}" for user in demo.users)
     lines += [
-        f"Tokens of the demo users (valid {hours} h), to paste into your shell:",
+        f"Tokens (valid {hours} h, for this run only); paste these lines into your shell:",
         *(
-            f"  export TOKEN_{user.upn.split('@')[0].upper()}="
+            f"  export TOKEN_{_token_name(user)}="
             + signer.user_token(oid=user.user_key, upn=user.upn, groups=user.groups)
             for user in demo.users
         ),
+        f"  export TOKEN_ADMIN={signer.app_token(LOCAL_ADMIN_APP)}",
+        f"  export TOKEN_REPORTER={signer.app_token(LOCAL_REPORTER_APP)}",
+        f"  # {users}: the demo users, delegated, scope Assignments.ReadWrite",
+        f"  # TOKEN_ADMIN: app-only, app {LOCAL_ADMIN_APP.name} (appId {LOCAL_ADMIN_APP.app_id}), role "
+        "Assignments.Admin: what an operator's script holds",
+        f"  # TOKEN_REPORTER: app-only, app {LOCAL_REPORTER_APP.name} (appId {LOCAL_REPORTER_APP.app_id}), role "
+        "Assignments.Report",
         "",
         "Then, for example, ada creates an assignment for alan:",
         f'  curl -s -X POST {url}/assignments -H "Authorization: Bearer $TOKEN_ADA" '
         """-H "Content-Type: application/json" -d '{"targetType": "document", "targetId": "handbook", """
         """"assigneeEmail": "alan@contoso.com", "completionCriteria": "manual"}'""",
         "",
-        f"Try it: {GRACE.upn} reads the assignment made for her (answers 200):",
+        f"Try it: {GRACE.upn} reads the assignment made for her (answers 200 once the exports above are pasted):",
         "",
-        f'curl -s {url}/assignments/{WELCOME_ID} -H "Authorization: Bearer {token}"',
+        f'curl -s {url}/assignments/{WELCOME_ID} -H "Authorization: Bearer $TOKEN_{_token_name(GRACE)}"',
         "",
     ]
     return "\n".join(lines)

@@ -12,7 +12,9 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import jwt
 import pytest
 import requests
 
@@ -23,6 +25,7 @@ STARTUP_TIMEOUT_S = 45
 EXIT_TIMEOUT_S = 60
 # Settings a developer's shell might hold that would point the run command elsewhere.
 CLEARED = ("COSMOS_ENDPOINT", "COSMOS_KEY", "AzureWebJobsStorage", "CosmosDB", "WEBSITE_INSTANCE_ID", "PORT")
+TOKEN_NAMES = ("TOKEN_ADA", "TOKEN_GRACE", "TOKEN_ALAN", "TOKEN_ADMIN", "TOKEN_REPORTER")
 
 # Sets the signal dispositions the run command inherits, then becomes it: a disposition set to SIG_IGN survives
 # exec, which is how a background job (`cmd &` in a script), `nohup` or a CI runner starts a process.
@@ -95,10 +98,21 @@ def run_command() -> Iterator[Callable[..., RunCommand]]:
             command.process.wait()
 
 
-def get_with_the_printed_curl(curl: str) -> requests.Response:
-    argv = shlex.split(curl)  # it is one shell command, ready to paste
+def printed_exports(command: RunCommand) -> dict[str, str]:
+    """The `export NAME=value` lines of the banner, in the shell's terms."""
+    exports: dict[str, str] = {}
+    while len(exports) < len(TOKEN_NAMES):
+        name, value = command.wait_for_line(r"^  export (\w+)=(\S+)$").groups()
+        exports[name] = value
+    assert sorted(exports) == sorted(TOKEN_NAMES)
+    return exports
+
+
+def get_with_the_printed_curl(curl: str, exports: dict[str, str]) -> requests.Response:
+    argv = shlex.split(curl)  # it is one shell command, ready to paste after the exports
     assert argv[:2] == ["curl", "-s"]
-    name, _, value = argv[argv.index("-H") + 1].partition(": ")
+    header = re.sub(r"\$(\w+)", lambda match: exports[match.group(1)], argv[argv.index("-H") + 1])
+    name, _, value = header.partition(": ")
     return requests.get(argv[2], headers={name: value}, timeout=10)
 
 
@@ -107,9 +121,11 @@ def test_the_printed_curl_answers_200_health_is_up_and_ctrl_c_stops_everything(
 ) -> None:
     command = run_command()
     emulator_pids = [int(command.wait_for_line(r"\(started here, pid (\d+)").group(1)) for _ in range(2)]
+    exports = printed_exports(command)
     curl = command.wait_for_line(r"^curl -s .*Bearer .*$").group(0)
+    assert "Bearer $TOKEN_GRACE" in curl  # a variable to paste, not a 900-character token
 
-    response = get_with_the_printed_curl(curl)
+    response = get_with_the_printed_curl(curl, exports)
     assert response.status_code == 200
     assert response.json()["id"] == "demo-welcome"
 
@@ -165,6 +181,49 @@ def test_with_cosmos_endpoint_set_it_uses_that_account_and_seeds_it_only_once(
         command = run_command(**account)
         command.wait_for_line(rf"Cosmos DB +{re.escape(cosmos_service.endpoint)} +\(COSMOS_ENDPOINT\)")
         command.wait_for_line(r"Azurite .*\(started here")
-        assert get_with_the_printed_curl(command.wait_for_line(r"^curl -s .*Bearer .*$").group(0)).status_code == 200
+        exports = printed_exports(command)
+        curl = command.wait_for_line(r"^curl -s .*Bearer .*$").group(0)
+        assert get_with_the_printed_curl(curl, exports).status_code == 200
         assert command.stop() == 0
     assert not any("started here" in line and "Cosmos" in line for line in command.output)
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    return dict(jwt.decode(token, options={"verify_signature": False}))
+
+
+def test_the_printed_tokens_cover_every_role_and_each_does_what_its_role_allows(
+    run_command: Callable[..., RunCommand],
+) -> None:
+    command = run_command()
+    base = command.wait_for_line(r"running locally at (http://\S+)").group(1)
+    tokens = printed_exports(command)
+
+    for name in ("TOKEN_ADA", "TOKEN_GRACE", "TOKEN_ALAN"):
+        claims = claims_of(tokens[name])
+        assert (claims["idtyp"], claims["scp"]) == ("user", "Assignments.ReadWrite")
+        assert claims["sub"] != claims["oid"]
+        assert "roles" not in claims
+    for name, role in (("TOKEN_ADMIN", "Assignments.Admin"), ("TOKEN_REPORTER", "Assignments.Report")):
+        claims = claims_of(tokens[name])
+        assert (claims["idtyp"], claims["roles"]) == ("app", [role])
+        assert claims["sub"] == claims["oid"]
+        assert "scp" not in claims
+
+    def auth(name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {tokens[name]}"}
+
+    dora = {"upn": "dora@contoso.com", "displayName": "Dora", "accountEnabled": True}
+    key = f"dora-{uuid.uuid4().hex[:8]}"
+    for name in ("TOKEN_ADA", "TOKEN_REPORTER"):  # only admins write the directory
+        assert requests.put(f"{base}/users/{key}", json=dora, headers=auth(name), timeout=10).status_code == 403
+    created = requests.put(f"{base}/users/{key}", json=dora, headers=auth("TOKEN_ADMIN"), timeout=10)
+    assert created.status_code == 201, created.text
+
+    event = {"eventId": f"evt-{uuid.uuid4().hex[:8]}", "type": "visited", "occurredAt": "2020-01-01T00:00:00Z"}
+    reported = requests.post(
+        f"{base}/assignments/demo-welcome/events", json=event, headers=auth("TOKEN_REPORTER"), timeout=10
+    )
+    assert reported.status_code == 200, reported.text
+    assert reported.json()["status"] == "completed"  # demo-welcome completes when visited
+    assert command.stop() == 0
