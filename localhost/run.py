@@ -3,7 +3,8 @@
 1. Refuses to run on an Azure instance (`WEBSITE_INSTANCE_ID` set).
 2. Starts the Cosmos DB emulator and Azurite, unless `COSMOS_ENDPOINT` / `AzureWebJobsStorage` name services to
    use instead.
-3. With `LOCAL_DEV_SIGNER` (default 1 here), starts the development token signer and trusts only it.
+3. With `LOCAL_DEV_SIGNER` (default 1 here), starts the development token signer and trusts only it; once the host
+   listens, shares the signer's key with `scripts/token` (`localhost.shared_signer`).
 4. Creates the database and containers, seeds the demo data, and starts the local host on `PORT` (default
    7071; 0 picks a free port) with `function_app.py`'s own functions.
 5. Prints what runs where, tokens for the demo users, an admin app and a reporter app, and a curl command that
@@ -42,6 +43,7 @@ from localhost.dev_signer import (
 from localhost.host import LocalHost
 from localhost.indexing import index_app
 from localhost.services import RunningService, start_azurite, start_cosmos
+from localhost.shared_signer import SharedSignerError
 
 log = logging.getLogger("localhost")
 
@@ -51,7 +53,9 @@ EPILOG = """settings (environment variables):
   LOCAL_DEV_SIGNER     1 (default here) trusts the development token signer; 0 uses the AUTH_* settings
   COSMOS_ENDPOINT      use this Cosmos DB account (with COSMOS_KEY) instead of starting the emulator
   AzureWebJobsStorage  use this Storage account instead of starting Azurite
-Every other setting of local.settings.sample.json is read from the environment too."""
+  XDG_RUNTIME_DIR      where the signer is shared with scripts/token (default <tmp>/assignments-localhost-<uid>)
+Every other setting of local.settings.sample.json is read from the environment too.
+scripts/token mints more tokens while this runs: scripts/token --help"""
 
 
 class StartupError(Exception):
@@ -147,7 +151,9 @@ def _banner(host: LocalHost, services: list[str], signer: DevSigner | None, demo
         *services,
     ]
     if signer is not None:
-        lines.append(f"  {'Development signer':<22} {signer.jwks_uri}  (tokens for this run only)")
+        lines.append(
+            f"  {'Development signer':<22} {signer.jwks_uri}  (tokens for this run only; scripts/token mints more)"
+        )
     lines += [
         "",
         "Demo data: users " + ", ".join(f"{u.upn} (key {u.user_key})" for u in demo.users),
@@ -176,6 +182,7 @@ def _banner(host: LocalHost, services: list[str], signer: DevSigner | None, demo
         "Assignments.Admin: what an operator's script holds",
         f"  # TOKEN_REPORTER: app-only, app {LOCAL_REPORTER_APP.name} (appId {LOCAL_REPORTER_APP.app_id}), role "
         "Assignments.Report",
+        f"  # Any other user, tenant ({', '.join(signer.tenant_ids)} are trusted), scope or role: scripts/token --help",
         "",
         "Then, for example, ada creates an assignment for alan:",
         f'  curl -s -X POST {url}/assignments -H "Authorization: Bearer $TOKEN_ADA" '
@@ -211,6 +218,13 @@ def _start(environ: Mapping[str, str], port: int, stack: contextlib.ExitStack) -
         raise StartupError(f"cannot listen on 127.0.0.1:{port} ({error.strerror}); set PORT to another port") from None
     stack.callback(host.stop)
     host.start()
+    if signer is not None:
+        try:
+            signer.share(host.url, host.http.port, environ)
+        except SharedSignerError as error:
+            raise StartupError(f"cannot share the development signer with scripts/token: {error}") from None
+        # Unshared before the host lets go of its port, so the file named by the port is this run's until removed.
+        stack.callback(signer.unshare)
     return _banner(host, service_lines, signer, demo)
 
 

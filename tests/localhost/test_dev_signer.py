@@ -30,7 +30,7 @@ def validator_trusting(signer: DevSigner, settings: Settings) -> TokenValidator:
     trusting = settings.model_copy(
         update={
             "auth_jwks_uri": values["AUTH_JWKS_URI"],
-            "auth_tenant_ids": [values["AUTH_TENANT_ID"]],
+            "auth_tenant_ids": values["AUTH_TENANT_ID"].split(","),
             "auth_audiences": [values["AUTH_AUDIENCE"]],
             "auth_issuers": [],
         }

@@ -2,110 +2,17 @@
 emulators, seeds demo data, prints a curl command that answers 200, and Ctrl-C stops everything it started."""
 
 import os
-import queue
 import re
 import shlex
 import signal
-import subprocess
-import sys
-import threading
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import jwt
 import pytest
 import requests
 
-from localhost.services import REPO_ROOT, RunningService
-
-STARTUP_TIMEOUT_S = 45
-# Generous on purpose: the machine is shared; this bounds a hang, it does not measure speed.
-EXIT_TIMEOUT_S = 60
-# Settings a developer's shell might hold that would point the run command elsewhere.
-CLEARED = ("COSMOS_ENDPOINT", "COSMOS_KEY", "AzureWebJobsStorage", "CosmosDB", "WEBSITE_INSTANCE_ID", "PORT")
-TOKEN_NAMES = ("TOKEN_ADA", "TOKEN_GRACE", "TOKEN_ALAN", "TOKEN_ADMIN", "TOKEN_REPORTER")
-
-# Sets the signal dispositions the run command inherits, then becomes it: a disposition set to SIG_IGN survives
-# exec, which is how a background job (`cmd &` in a script), `nohup` or a CI runner starts a process.
-LAUNCHER = """
-import os, signal, sys
-signal.signal(signal.SIGINT, signal.SIG_IGN if sys.argv[1] == "ignored" else signal.SIG_DFL)
-signal.signal(signal.SIGHUP, signal.SIG_DFL)
-os.execv(sys.executable, [sys.executable, "-m", "localhost", *sys.argv[2:]])
-"""
-
-
-class RunCommand:
-    def __init__(self, *args: str, sigint: str = "default", cwd: Path = REPO_ROOT, **settings: str) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in CLEARED and not k.startswith(("AUTH_", "COSMOS_"))}
-        env.update(PORT="0", LOCAL_DEV_SIGNER="1", PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO_ROOT), **settings)
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER, sigint, *args],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_for_line(self, pattern: str) -> re.Match[str]:
-        while True:
-            try:
-                line = self.lines.get(timeout=STARTUP_TIMEOUT_S)
-            except queue.Empty:
-                raise AssertionError("no such line; output so far:\n" + "\n".join(self.output)) from None
-            self.output.append(line)
-            match = re.search(pattern, line)
-            if match:
-                return match
-
-    def wait_for_exit(self) -> int:
-        try:
-            return self.process.wait(timeout=EXIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"still running {EXIT_TIMEOUT_S} s after the signal; output so far:\n" + "\n".join(self.output)
-            ) from None
-
-    def stop(self, signum: int = signal.SIGINT) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        return self.wait_for_exit()
-
-
-@pytest.fixture
-def run_command() -> Iterator[Callable[..., RunCommand]]:
-    commands: list[RunCommand] = []
-
-    def start(*args: str, **settings: object) -> RunCommand:
-        commands.append(RunCommand(*args, **settings))  # type: ignore[arg-type]
-        return commands[-1]
-
-    yield start
-    for command in commands:
-        if command.process.poll() is None:
-            command.process.kill()
-            command.process.wait()
-
-
-def printed_exports(command: RunCommand) -> dict[str, str]:
-    """The `export NAME=value` lines of the banner, in the shell's terms."""
-    exports: dict[str, str] = {}
-    while len(exports) < len(TOKEN_NAMES):
-        name, value = command.wait_for_line(r"^  export (\w+)=(\S+)$").groups()
-        exports[name] = value
-    assert sorted(exports) == sorted(TOKEN_NAMES)
-    return exports
+from localhost.services import RunningService
+from tests.localhost.conftest import StartRunCommand, claims_of, printed_exports
 
 
 def get_with_the_printed_curl(curl: str, exports: dict[str, str]) -> requests.Response:
@@ -117,7 +24,7 @@ def get_with_the_printed_curl(curl: str, exports: dict[str, str]) -> requests.Re
 
 
 def test_the_printed_curl_answers_200_health_is_up_and_ctrl_c_stops_everything(
-    run_command: Callable[..., RunCommand],
+    run_command: StartRunCommand,
 ) -> None:
     command = run_command()
     emulator_pids = [int(command.wait_for_line(r"\(started here, pid (\d+)").group(1)) for _ in range(2)]
@@ -152,16 +59,19 @@ def test_the_printed_curl_answers_200_health_is_up_and_ctrl_c_stops_everything(
         pytest.param(signal.SIGHUP, "default", id="SIGHUP"),
     ],
 )
-def test_each_stop_signal_stops_the_emulators_and_removes_their_folders(
-    run_command: Callable[..., RunCommand], signum: int, sigint: str
+def test_each_stop_signal_stops_everything_and_removes_its_files(
+    run_command: StartRunCommand, signum: int, sigint: str
 ) -> None:
     command = run_command(sigint=sigint)
     started = [command.wait_for_line(r"\(started here, pid (\d+), log (\S+)\)") for _ in range(2)]
     command.wait_for_line(r"^curl -s ")  # the banner is complete: everything has started
+    shared = list((command.runtime_dir / "assignments-localhost").glob("signer-*.json"))
+    assert len(shared) == 1  # the signer's key, shared with scripts/token
 
     command.process.send_signal(signum)
 
     assert command.wait_for_exit() == 0
+    assert not shared[0].exists(), "the shared signer's key was left behind"
     for match in started:
         pid, folder = int(match.group(1)), Path(match.group(2)).parent
         with pytest.raises(ProcessLookupError):
@@ -170,7 +80,7 @@ def test_each_stop_signal_stops_the_emulators_and_removes_their_folders(
 
 
 def test_with_cosmos_endpoint_set_it_uses_that_account_and_seeds_it_only_once(
-    run_command: Callable[..., RunCommand], cosmos_service: RunningService
+    run_command: StartRunCommand, cosmos_service: RunningService
 ) -> None:
     account = {
         "COSMOS_ENDPOINT": cosmos_service.endpoint,
@@ -188,12 +98,8 @@ def test_with_cosmos_endpoint_set_it_uses_that_account_and_seeds_it_only_once(
     assert not any("started here" in line and "Cosmos" in line for line in command.output)
 
 
-def claims_of(token: str) -> dict[str, Any]:
-    return dict(jwt.decode(token, options={"verify_signature": False}))
-
-
 def test_the_printed_tokens_cover_every_role_and_each_does_what_its_role_allows(
-    run_command: Callable[..., RunCommand],
+    run_command: StartRunCommand,
 ) -> None:
     command = run_command()
     base = command.wait_for_line(r"running locally at (http://\S+)").group(1)
