@@ -7,37 +7,78 @@ app fetches the signer's JWKS and verifies signatures, issuer, audience, tenant 
 The signer must never run in Azure, where it would let anyone holding its key mint accepted tokens: it refuses to
 start when `WEBSITE_INSTANCE_ID` (set on every App Service / Functions instance) is present, and `.funcignore`
 keeps this package out of every deployment. The tests reuse these pieces (`tests/support/tokens.py`).
+
+The run command shares the key with `scripts/token` (`localhost.mint`) for as long as it runs; see
+`localhost.shared_signer` for how, and why that is safe.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from localhost.shared_signer import SharedSigner, write_shared
+
 # The tenant and audience of `local.settings.sample.json`, so both ways of running share them. Not a real tenant.
 DEV_TENANT_ID = "00000000-0000-0000-0000-000000000000"
+# A second tenant the run command trusts too, with no data, so tenant isolation can be tried locally
+# (`scripts/token --tid`). Not a real tenant either.
+DEV_OTHER_TENANT_ID = "11111111-1111-1111-1111-111111111111"
 DEV_AUDIENCE = "api://assignments-local"
 DEV_TOKEN_LIFETIME_SECONDS = 12 * 3600
+
+
+@dataclass(frozen=True)
+class LocalApp:
+    """A client application the development signer issues app-only (client-credentials) tokens for."""
+
+    name: str
+    app_id: str  # the client id: `azp` (v2) / `appid` (v1), and `app:{app_id}` in actor fields
+    object_id: str  # its service principal's object id: the token's `oid`, and its `sub`
+    roles: tuple[str, ...]
+
+
+# Fixed ids, so actor fields (`app:{app_id}`) read the same in every run. Not real applications.
+LOCAL_ADMIN_APP = LocalApp(
+    "assignments-local-admin",
+    app_id="5e0a1c2d-3b4f-4a6e-8d7c-9f1e2d3c0a01",
+    object_id="5e0a1c2d-3b4f-4a6e-8d7c-9f1e2d3c0b01",
+    roles=("Assignments.Admin",),
+)
+LOCAL_REPORTER_APP = LocalApp(
+    "assignments-local-reporter",
+    app_id="5e0a1c2d-3b4f-4a6e-8d7c-9f1e2d3c0a02",
+    object_id="5e0a1c2d-3b4f-4a6e-8d7c-9f1e2d3c0b02",
+    roles=("Assignments.Report",),
+)
 
 
 class DevSignerRefused(RuntimeError):
     """The development signer was asked to start where it must not run (in Azure)."""
 
 
+def is_azure_instance(environ: Mapping[str, str]) -> bool:
+    """Whether the process runs on an Azure App Service / Functions instance, which sets WEBSITE_INSTANCE_ID."""
+    return bool(environ.get("WEBSITE_INSTANCE_ID"))
+
+
 def refuse_in_azure(environ: Mapping[str, str]) -> None:
     """Raise when the process runs on an Azure App Service / Functions instance."""
-    if environ.get("WEBSITE_INSTANCE_ID"):
+    if is_azure_instance(environ):
         raise DevSignerRefused(
             "Refusing to start the local development token signer: WEBSITE_INSTANCE_ID is set, so this is an Azure "
             "instance, where a development signer would let anyone mint accepted tokens. Unset LOCAL_DEV_SIGNER."
@@ -56,6 +97,12 @@ def json_segment(value: Mapping[str, Any]) -> str:
     return b64url(json.dumps(value, separators=(",", ":")).encode("utf-8"))
 
 
+def pairwise_subject(client_app_id: str, oid: str) -> str:
+    """A user's `sub`: Entra makes it pairwise (one value per user and application), never the `oid`; only an
+    app-only token's `sub` equals its `oid`. Same shape as Entra's: 43 base64url characters."""
+    return b64url(hashlib.sha256(f"{client_app_id}:{oid}".encode()).digest())
+
+
 def v2_issuer(tenant_id: str) -> str:
     return f"https://login.microsoftonline.com/{tenant_id}/v2.0"
 
@@ -65,17 +112,24 @@ def v1_issuer(tenant_id: str) -> str:
 
 
 class SigningKey:
-    """A freshly generated RSA 2048 key pair with a `kid`."""
+    """An RSA 2048 key pair with a `kid`: freshly generated, or loaded with `from_pem`."""
 
-    def __init__(self, kid: str | None = None) -> None:
+    def __init__(self, kid: str | None = None, private_key: rsa.RSAPrivateKey | None = None) -> None:
         self.kid = kid or uuid.uuid4().hex
-        self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.private_key = private_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.private_pem = self.private_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
         self.public_pem = self.private_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
+
+    @classmethod
+    def from_pem(cls, kid: str, private_pem: bytes) -> SigningKey:
+        key = serialization.load_pem_private_key(private_pem, password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError("not an RSA private key")
+        return cls(kid, key)
 
     def public_jwk(self) -> dict[str, str]:
         """The public half as Entra publishes it (minus `x5c`/`x5t`, which validators do not need)."""
@@ -108,7 +162,9 @@ class TokenFactory:
 
     v2 tokens carry `preferred_username` and `azp`, the v2 issuer, and `audience` (the API's client-id
     GUID). v1 tokens carry `upn` and `appid`, the `sts.windows.net` issuer, and `v1_audience`
-    (`api://{audience}` unless given). Keyword overrides replace any claim; None removes it.
+    (`api://{audience}` unless given). As Entra issues them, user tokens carry `idtyp: user` and a pairwise
+    `sub` that differs from `oid`; app-only tokens carry `idtyp: app`, no `scp`, and `sub` equal to `oid`.
+    Keyword overrides replace any claim; None removes it.
     """
 
     def __init__(
@@ -142,6 +198,7 @@ class TokenFactory:
     ) -> dict[str, Any]:
         oid = oid or str(uuid.uuid4())
         claims = self._base_claims(version=version, lifetime=lifetime, oid=oid)
+        claims["sub"] = pairwise_subject(self.client_app_id, oid)
         claims["name"] = upn.split("@")[0]
         claims["idtyp"] = "user"
         if version == 1:
@@ -319,14 +376,17 @@ class DevSigner:
     def __init__(
         self,
         *,
-        tenant_id: str = DEV_TENANT_ID,
+        tenant_ids: Sequence[str] = (DEV_TENANT_ID, DEV_OTHER_TENANT_ID),
         audience: str = DEV_AUDIENCE,
         environ: Mapping[str, str] = os.environ,
     ) -> None:
         refuse_in_azure(environ)
         self.key = SigningKey()
-        self.tokens = TokenFactory(tenant_id=tenant_id, audience=audience, key=self.key)
+        self.tenant_ids = tuple(tenant_ids)
+        # Tokens of the first tenant, the one the demo data lives in.
+        self.tokens = TokenFactory(tenant_id=self.tenant_ids[0], audience=audience, key=self.key)
         self._jwks = JwksServer([self.key])
+        self._shared: Path | None = None
 
     @property
     def jwks_uri(self) -> str:
@@ -336,17 +396,62 @@ class DevSigner:
         """The settings that make the app trust this signer, and only it."""
         return {
             "AUTH_JWKS_URI": self._jwks.uri,
-            "AUTH_TENANT_ID": self.tokens.tenant_id,
+            "AUTH_TENANT_ID": ",".join(self.tenant_ids),
             "AUTH_AUDIENCE": self.tokens.audience,
             # Explicit issuers from the environment would not match the signer's; the computed ones do.
             "AUTH_ISSUERS": "",
         }
 
-    def user_token(self, *, oid: str, upn: str, groups: Iterable[str] = (), roles: Iterable[str] = ()) -> str:
-        """A delegated token with the API's scope, valid for `DEV_TOKEN_LIFETIME_SECONDS`."""
-        return self.tokens.user_token(oid=oid, upn=upn, groups=groups, roles=roles, lifetime=DEV_TOKEN_LIFETIME_SECONDS)
+    def user_token(
+        self,
+        *,
+        oid: str,
+        upn: str,
+        groups: Iterable[str] = (),
+        roles: Iterable[str] = (),
+        scopes: str | None = "Assignments.ReadWrite",
+    ) -> str:
+        """A delegated token, with the API's scope unless told otherwise, valid for `DEV_TOKEN_LIFETIME_SECONDS`."""
+        return self.tokens.user_token(
+            oid=oid, upn=upn, groups=groups, roles=roles, scopes=scopes, lifetime=DEV_TOKEN_LIFETIME_SECONDS
+        )
+
+    def app_token(self, app: LocalApp) -> str:
+        """An app-only token of `app` with its roles, valid for `DEV_TOKEN_LIFETIME_SECONDS`."""
+        return self.tokens.app_token(
+            app_id=app.app_id, oid=app.object_id, roles=app.roles, lifetime=DEV_TOKEN_LIFETIME_SECONDS
+        )
+
+    def share(self, host_url: str, port: int, environ: Mapping[str, str] = os.environ) -> Path:
+        """Let `scripts/token` (`localhost.mint`) sign with this signer's key while the run command serves `port`.
+
+        The key, with what a token needs (JWKS URI, tenants, audience), goes to a file only this user can read,
+        in a directory only this user can open (see `localhost.shared_signer`); `unshare` removes it. Raises
+        `SharedSignerError` when that directory is not private.
+        """
+        self._shared = write_shared(
+            SharedSigner(
+                port=port,
+                pid=os.getpid(),
+                host_url=host_url,
+                jwks_uri=self.jwks_uri,
+                tenant_ids=self.tenant_ids,
+                audience=self.tokens.audience,
+                client_app_id=self.tokens.client_app_id,
+                kid=self.key.kid,
+                private_pem=self.key.private_pem,
+            ),
+            environ,
+        )
+        return self._shared
+
+    def unshare(self) -> None:
+        if self._shared is not None:
+            self._shared.unlink(missing_ok=True)
+            self._shared = None
 
     def stop(self) -> None:
+        self.unshare()
         self._jwks.stop()
 
 

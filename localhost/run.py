@@ -3,12 +3,15 @@
 1. Refuses to run on an Azure instance (`WEBSITE_INSTANCE_ID` set).
 2. Starts the Cosmos DB emulator and Azurite, unless `COSMOS_ENDPOINT` / `AzureWebJobsStorage` name services to
    use instead.
-3. With `LOCAL_DEV_SIGNER` (default 1 here), starts the development token signer and trusts only it.
+3. With `LOCAL_DEV_SIGNER` (default 1 here), starts the development token signer and trusts only it; once the host
+   listens, shares the signer's key with `scripts/token` (`localhost.shared_signer`).
 4. Creates the database and containers, seeds the demo data, and starts the local host on `PORT` (default
    7071; 0 picks a free port) with `function_app.py`'s own functions.
-5. Prints what runs where and a curl command, with a demo user's token, that answers 200.
+5. Prints what runs where, tokens for the demo users, an admin app and a reporter app, and a curl command that
+   answers 200.
 
-Ctrl-C (or SIGTERM) stops the host, the signer and the emulators it started.
+Ctrl-C (SIGINT), SIGTERM and SIGHUP stop the host, the signer and the emulators it started, and remove their
+temporary folders.
 """
 
 from __future__ import annotations
@@ -28,11 +31,19 @@ from pydantic import ValidationError
 from core.bootstrap import Runtime, set_runtime
 from core.settings import Settings
 from localhost.app_settings import app_settings_of
-from localhost.demo import GRACE, WELCOME_ID, DemoData, seed_demo_data
-from localhost.dev_signer import DEV_TOKEN_LIFETIME_SECONDS, DevSigner, DevSignerRefused, refuse_in_azure
+from localhost.demo import GRACE, WELCOME_ID, DemoData, DemoUser, seed_demo_data
+from localhost.dev_signer import (
+    DEV_TOKEN_LIFETIME_SECONDS,
+    LOCAL_ADMIN_APP,
+    LOCAL_REPORTER_APP,
+    DevSigner,
+    DevSignerRefused,
+    refuse_in_azure,
+)
 from localhost.host import LocalHost
 from localhost.indexing import index_app
 from localhost.services import RunningService, start_azurite, start_cosmos
+from localhost.shared_signer import SharedSignerError
 
 log = logging.getLogger("localhost")
 
@@ -42,15 +53,50 @@ EPILOG = """settings (environment variables):
   LOCAL_DEV_SIGNER     1 (default here) trusts the development token signer; 0 uses the AUTH_* settings
   COSMOS_ENDPOINT      use this Cosmos DB account (with COSMOS_KEY) instead of starting the emulator
   AzureWebJobsStorage  use this Storage account instead of starting Azurite
-Every other setting of local.settings.sample.json is read from the environment too."""
+  XDG_RUNTIME_DIR      where the signer is shared with scripts/token (default <tmp>/assignments-localhost-<uid>)
+Every other setting of local.settings.sample.json is read from the environment too.
+scripts/token mints more tokens while this runs: scripts/token --help"""
 
 
 class StartupError(Exception):
     """A reason not to start that the user can fix; printed without a traceback."""
 
 
-def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+class _StopOnSignal:
+    """The handler of every stop signal: the first one unwinds `run` (its ExitStack stops everything it started);
+    later ones are ignored, so an impatient second Ctrl-C cannot cut that cleanup short and leave emulators and
+    their folders behind."""
+
+    def __init__(self) -> None:
+        self.stopping = False  # also set by `run` once it unwinds for any other reason
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        raise KeyboardInterrupt
+
+    def install(self) -> None:
+        # SIGINT even when inherited as ignored: a shell starts background jobs (`scripts/run &` in a script) and
+        # some CI runners start their steps that way, and Ctrl-C or `kill -INT` must still stop the run command.
+        # SIGHUP (the terminal went away) unless inherited as ignored: that is `nohup`, asking for exactly that.
+        signal.signal(signal.SIGINT, self)
+        signal.signal(signal.SIGTERM, self)
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+            signal.signal(signal.SIGHUP, self)
+
+
+def _say(text: str) -> None:
+    """Print, even when the terminal is gone (after SIGHUP): then stdout goes to /dev/null instead of raising."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+_STOP = _StopOnSignal()
 
 
 def _start_services(environ: Mapping[str, str], stack: contextlib.ExitStack) -> tuple[dict[str, str], list[str]]:
@@ -59,7 +105,7 @@ def _start_services(environ: Mapping[str, str], stack: contextlib.ExitStack) -> 
 
     def started(service: RunningService, label: str) -> None:
         stack.callback(service.stop)
-        lines.append(f"  {label:<22} {service.endpoint}  (started here, pid {service.pid})")
+        lines.append(f"  {label:<22} {service.endpoint}  (started here, pid {service.pid}, log {service.log_path})")
 
     if environ.get("COSMOS_ENDPOINT"):
         lines.append(f"  {'Cosmos DB':<22} {environ['COSMOS_ENDPOINT']}  (COSMOS_ENDPOINT)")
@@ -88,6 +134,10 @@ def _settings(values: Mapping[str, str]) -> Settings:
         ) from None
 
 
+def _token_name(user: DemoUser) -> str:
+    return user.upn.split("@")[0].upper()
+
+
 def _banner(host: LocalHost, services: list[str], signer: DevSigner | None, demo: DemoData) -> str:
     url = host.url
     lines = [
@@ -101,7 +151,9 @@ def _banner(host: LocalHost, services: list[str], signer: DevSigner | None, demo
         *services,
     ]
     if signer is not None:
-        lines.append(f"  {'Development signer':<22} {signer.jwks_uri}  (tokens for this run only)")
+        lines.append(
+            f"  {'Development signer':<22} {signer.jwks_uri}  (tokens for this run only; scripts/token mints more)"
+        )
     lines += [
         "",
         "Demo data: users " + ", ".join(f"{u.upn} (key {u.user_key})" for u in demo.users),
@@ -115,26 +167,65 @@ def _banner(host: LocalHost, services: list[str], signer: DevSigner | None, demo
         lines.append("(LOCAL_DEV_SIGNER=0: bring a token from your identity provider.)")
         return "\n".join(lines)
     hours = DEV_TOKEN_LIFETIME_SECONDS // 3600
-    token = signer.user_token(oid=GRACE.user_key, upn=GRACE.upn, groups=GRACE.groups)
+    users = " / ".join(f"TOKEN_{_token_name(user)}" for user in demo.users)
     lines += [
-        f"Tokens of the demo users (valid {hours} h), to paste into your shell:",
+        f"Tokens (valid {hours} h, for this run only); paste these lines into your shell:",
         *(
-            f"  export TOKEN_{user.upn.split('@')[0].upper()}="
+            f"  export TOKEN_{_token_name(user)}="
             + signer.user_token(oid=user.user_key, upn=user.upn, groups=user.groups)
             for user in demo.users
         ),
+        f"  export TOKEN_ADMIN={signer.app_token(LOCAL_ADMIN_APP)}",
+        f"  export TOKEN_REPORTER={signer.app_token(LOCAL_REPORTER_APP)}",
+        f"  # {users}: the demo users, delegated, scope Assignments.ReadWrite",
+        f"  # TOKEN_ADMIN: app-only, app {LOCAL_ADMIN_APP.name} (appId {LOCAL_ADMIN_APP.app_id}), role "
+        "Assignments.Admin: what an operator's script holds",
+        f"  # TOKEN_REPORTER: app-only, app {LOCAL_REPORTER_APP.name} (appId {LOCAL_REPORTER_APP.app_id}), role "
+        "Assignments.Report",
+        f"  # Any other user, tenant ({', '.join(signer.tenant_ids)} are trusted), scope or role: scripts/token --help",
         "",
         "Then, for example, ada creates an assignment for alan:",
         f'  curl -s -X POST {url}/assignments -H "Authorization: Bearer $TOKEN_ADA" '
         """-H "Content-Type: application/json" -d '{"targetType": "document", "targetId": "handbook", """
         """"assigneeEmail": "alan@contoso.com", "completionCriteria": "manual"}'""",
         "",
-        f"Try it: {GRACE.upn} reads the assignment made for her (answers 200):",
+        f"Try it: {GRACE.upn} reads the assignment made for her (answers 200 once the exports above are pasted):",
         "",
-        f'curl -s {url}/assignments/{WELCOME_ID} -H "Authorization: Bearer {token}"',
+        f'curl -s {url}/assignments/{WELCOME_ID} -H "Authorization: Bearer $TOKEN_{_token_name(GRACE)}"',
         "",
     ]
     return "\n".join(lines)
+
+
+def _start(environ: Mapping[str, str], port: int, stack: contextlib.ExitStack) -> str:
+    """Start everything, each registered on `stack` to be stopped; returns the banner."""
+    values, service_lines = _start_services(environ, stack)
+    signer: DevSigner | None = None
+    if environ.get("LOCAL_DEV_SIGNER", "1").strip().lower() in ("1", "true"):
+        signer = DevSigner(environ=environ)
+        stack.callback(signer.stop)
+        values.update(signer.app_settings())
+    settings = _settings({**environ, **values})
+    app_settings = {**app_settings_of(settings), **environ, **values}
+    os.environ.update(app_settings)
+    runtime = Runtime(settings)
+    set_runtime(runtime)
+    runtime.store  # noqa: B018 - creates the database and containers now rather than at the first request
+    demo = seed_demo_data(runtime)
+    try:
+        host = LocalHost(index_app("function_app"), app_settings, port=port)
+    except OSError as error:
+        raise StartupError(f"cannot listen on 127.0.0.1:{port} ({error.strerror}); set PORT to another port") from None
+    stack.callback(host.stop)
+    host.start()
+    if signer is not None:
+        try:
+            signer.share(host.url, host.http.port, environ)
+        except SharedSignerError as error:
+            raise StartupError(f"cannot share the development signer with scripts/token: {error}") from None
+        # Unshared before the host lets go of its port, so the file named by the port is this run's until removed.
+        stack.callback(signer.unshare)
+    return _banner(host, service_lines, signer, demo)
 
 
 def run(environ: Mapping[str, str]) -> None:
@@ -144,30 +235,12 @@ def run(environ: Mapping[str, str]) -> None:
     except ValueError:
         raise StartupError(f"PORT must be a port number, not {environ['PORT']!r}") from None
     with contextlib.ExitStack() as stack:
-        values, service_lines = _start_services(environ, stack)
-        signer: DevSigner | None = None
-        if environ.get("LOCAL_DEV_SIGNER", "1").strip().lower() in ("1", "true"):
-            signer = DevSigner(environ=environ)
-            stack.callback(signer.stop)
-            values.update(signer.app_settings())
-        settings = _settings({**environ, **values})
-        app_settings = {**app_settings_of(settings), **environ, **values}
-        os.environ.update(app_settings)
-        runtime = Runtime(settings)
-        set_runtime(runtime)
-        runtime.store  # noqa: B018 - creates the database and containers now rather than at the first request
-        demo = seed_demo_data(runtime)
         try:
-            host = LocalHost(index_app("function_app"), app_settings, port=port)
-        except OSError as error:
-            raise StartupError(
-                f"cannot listen on 127.0.0.1:{port} ({error.strerror}); set PORT to another port"
-            ) from None
-        stack.callback(host.stop)
-        host.start()
-        print(_banner(host, service_lines, signer, demo), flush=True)
-        while True:
-            time.sleep(3600)  # until Ctrl-C or SIGTERM; the ExitStack then stops everything, newest first
+            _say(_start(environ, port, stack))
+            while True:
+                time.sleep(3600)  # until a stop signal; the ExitStack then stops everything, newest first
+        finally:
+            _STOP.stopping = True  # the stack unwinds now: no signal may interrupt that
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,11 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     ).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%X")
     logging.getLogger("azure").setLevel(logging.WARNING)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    _STOP.install()
     try:
         run(os.environ)
     except KeyboardInterrupt:
-        print("\nStopped.", flush=True)
+        _say("\nStopped.")
     except (StartupError, DevSignerRefused) as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 2

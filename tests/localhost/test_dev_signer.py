@@ -4,7 +4,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
+import jwt
 import pytest
 import requests
 
@@ -12,7 +14,7 @@ from core.auth import TokenValidator
 from core.bootstrap import Runtime
 from core.errors import Unauthenticated
 from core.settings import Settings
-from localhost.dev_signer import DevSigner, DevSignerRefused, SigningKey
+from localhost.dev_signer import LOCAL_ADMIN_APP, LOCAL_REPORTER_APP, DevSigner, DevSignerRefused, LocalApp, SigningKey
 from localhost.services import REPO_ROOT
 
 
@@ -28,7 +30,7 @@ def validator_trusting(signer: DevSigner, settings: Settings) -> TokenValidator:
     trusting = settings.model_copy(
         update={
             "auth_jwks_uri": values["AUTH_JWKS_URI"],
-            "auth_tenant_ids": [values["AUTH_TENANT_ID"]],
+            "auth_tenant_ids": values["AUTH_TENANT_ID"].split(","),
             "auth_audiences": [values["AUTH_AUDIENCE"]],
             "auth_issuers": [],
         }
@@ -41,6 +43,40 @@ def test_the_apps_own_validation_accepts_the_signers_tokens(signer: DevSigner, s
     principal = validator.validate(signer.user_token(oid="key-1", upn="Dev@Contoso.com", groups=["g1"]))
     assert (principal.oid, principal.upn, principal.groups) == ("key-1", "dev@contoso.com", frozenset({"g1"}))
     assert "Assignments.ReadWrite" in principal.scopes
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    return dict(jwt.decode(token, options={"verify_signature": False}))
+
+
+def test_user_tokens_are_shaped_as_entra_issues_them(signer: DevSigner, settings: Settings) -> None:
+    token = signer.user_token(oid="key-1", upn="dev@contoso.com", roles=["Assignments.Admin"])
+    claims = claims_of(token)
+    assert claims["idtyp"] == "user"
+    assert claims["sub"] != claims["oid"] == "key-1"  # a user's sub is pairwise, never the oid
+    assert claims["scp"] == "Assignments.ReadWrite"
+    assert claims["roles"] == ["Assignments.Admin"]
+    # Pairwise per user and client app: stable for one, different for another.
+    assert claims_of(signer.user_token(oid="key-1", upn="dev@contoso.com"))["sub"] == claims["sub"]
+    assert claims_of(signer.user_token(oid="key-2", upn="dev2@contoso.com"))["sub"] != claims["sub"]
+    principal = validator_trusting(signer, settings).validate(token)
+    assert not principal.is_app_only
+    assert principal.is_admin
+
+
+@pytest.mark.parametrize("app", [LOCAL_ADMIN_APP, LOCAL_REPORTER_APP], ids=lambda app: app.name)
+def test_app_tokens_are_shaped_as_entra_issues_them(signer: DevSigner, settings: Settings, app: LocalApp) -> None:
+    token = signer.app_token(app)
+    claims = claims_of(token)
+    assert claims["idtyp"] == "app"
+    assert claims["sub"] == claims["oid"] == app.object_id
+    assert claims["azp"] == app.app_id
+    assert "scp" not in claims
+    assert claims["roles"] == list(app.roles)
+    principal = validator_trusting(signer, settings).validate(token)
+    assert principal.is_app_only
+    assert principal.actor == f"app:{app.app_id}"
+    assert principal.roles == frozenset(app.roles)
 
 
 def test_a_token_signed_by_another_key_is_refused(signer: DevSigner, settings: Settings) -> None:

@@ -2,94 +2,37 @@
 emulators, seeds demo data, prints a curl command that answers 200, and Ctrl-C stops everything it started."""
 
 import os
-import queue
 import re
 import shlex
 import signal
-import subprocess
-import sys
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import requests
 
-from localhost.services import REPO_ROOT, RunningService
-
-STARTUP_TIMEOUT_S = 45
-# Settings a developer's shell might hold that would point the run command elsewhere.
-CLEARED = ("COSMOS_ENDPOINT", "COSMOS_KEY", "AzureWebJobsStorage", "CosmosDB", "WEBSITE_INSTANCE_ID", "PORT")
+from localhost.services import RunningService
+from tests.localhost.conftest import StartRunCommand, claims_of, printed_exports
 
 
-class RunCommand:
-    def __init__(self, **settings: str) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in CLEARED and not k.startswith(("AUTH_", "COSMOS_"))}
-        env.update(PORT="0", LOCAL_DEV_SIGNER="1", PYTHONUNBUFFERED="1", **settings)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "localhost"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_for_line(self, pattern: str) -> re.Match[str]:
-        while True:
-            try:
-                line = self.lines.get(timeout=STARTUP_TIMEOUT_S)
-            except queue.Empty:
-                raise AssertionError("no such line; output so far:\n" + "\n".join(self.output)) from None
-            self.output.append(line)
-            match = re.search(pattern, line)
-            if match:
-                return match
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout=20)
-
-
-@pytest.fixture
-def run_command() -> Iterator[Callable[..., RunCommand]]:
-    commands: list[RunCommand] = []
-
-    def start(**settings: str) -> RunCommand:
-        commands.append(RunCommand(**settings))
-        return commands[-1]
-
-    yield start
-    for command in commands:
-        if command.process.poll() is None:
-            command.process.kill()
-            command.process.wait()
-
-
-def get_with_the_printed_curl(curl: str) -> requests.Response:
-    argv = shlex.split(curl)  # it is one shell command, ready to paste
+def get_with_the_printed_curl(curl: str, exports: dict[str, str]) -> requests.Response:
+    argv = shlex.split(curl)  # it is one shell command, ready to paste after the exports
     assert argv[:2] == ["curl", "-s"]
-    name, _, value = argv[argv.index("-H") + 1].partition(": ")
+    header = re.sub(r"\$(\w+)", lambda match: exports[match.group(1)], argv[argv.index("-H") + 1])
+    name, _, value = header.partition(": ")
     return requests.get(argv[2], headers={name: value}, timeout=10)
 
 
 def test_the_printed_curl_answers_200_health_is_up_and_ctrl_c_stops_everything(
-    run_command: Callable[..., RunCommand],
+    run_command: StartRunCommand,
 ) -> None:
     command = run_command()
-    emulator_pids = [int(command.wait_for_line(r"\(started here, pid (\d+)\)").group(1)) for _ in range(2)]
+    emulator_pids = [int(command.wait_for_line(r"\(started here, pid (\d+)").group(1)) for _ in range(2)]
+    exports = printed_exports(command)
     curl = command.wait_for_line(r"^curl -s .*Bearer .*$").group(0)
+    assert "Bearer $TOKEN_GRACE" in curl  # a variable to paste, not a 900-character token
 
-    response = get_with_the_printed_curl(curl)
+    response = get_with_the_printed_curl(curl, exports)
     assert response.status_code == 200
     assert response.json()["id"] == "demo-welcome"
 
@@ -108,8 +51,36 @@ def test_the_printed_curl_answers_200_health_is_up_and_ctrl_c_stops_everything(
             os.kill(pid, 0)
 
 
+@pytest.mark.parametrize(
+    ("signum", "sigint"),
+    [
+        pytest.param(signal.SIGINT, "ignored", id="SIGINT-inherited-as-ignored"),
+        pytest.param(signal.SIGTERM, "default", id="SIGTERM"),
+        pytest.param(signal.SIGHUP, "default", id="SIGHUP"),
+    ],
+)
+def test_each_stop_signal_stops_everything_and_removes_its_files(
+    run_command: StartRunCommand, signum: int, sigint: str
+) -> None:
+    command = run_command(sigint=sigint)
+    started = [command.wait_for_line(r"\(started here, pid (\d+), log (\S+)\)") for _ in range(2)]
+    command.wait_for_line(r"^curl -s ")  # the banner is complete: everything has started
+    shared = list((command.runtime_dir / "assignments-localhost").glob("signer-*.json"))
+    assert len(shared) == 1  # the signer's key, shared with scripts/token
+
+    command.process.send_signal(signum)
+
+    assert command.wait_for_exit() == 0
+    assert not shared[0].exists(), "the shared signer's key was left behind"
+    for match in started:
+        pid, folder = int(match.group(1)), Path(match.group(2)).parent
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+        assert not folder.exists(), f"{folder} was left behind"
+
+
 def test_with_cosmos_endpoint_set_it_uses_that_account_and_seeds_it_only_once(
-    run_command: Callable[..., RunCommand], cosmos_service: RunningService
+    run_command: StartRunCommand, cosmos_service: RunningService
 ) -> None:
     account = {
         "COSMOS_ENDPOINT": cosmos_service.endpoint,
@@ -120,6 +91,45 @@ def test_with_cosmos_endpoint_set_it_uses_that_account_and_seeds_it_only_once(
         command = run_command(**account)
         command.wait_for_line(rf"Cosmos DB +{re.escape(cosmos_service.endpoint)} +\(COSMOS_ENDPOINT\)")
         command.wait_for_line(r"Azurite .*\(started here")
-        assert get_with_the_printed_curl(command.wait_for_line(r"^curl -s .*Bearer .*$").group(0)).status_code == 200
+        exports = printed_exports(command)
+        curl = command.wait_for_line(r"^curl -s .*Bearer .*$").group(0)
+        assert get_with_the_printed_curl(curl, exports).status_code == 200
         assert command.stop() == 0
     assert not any("started here" in line and "Cosmos" in line for line in command.output)
+
+
+def test_the_printed_tokens_cover_every_role_and_each_does_what_its_role_allows(
+    run_command: StartRunCommand,
+) -> None:
+    command = run_command()
+    base = command.wait_for_line(r"running locally at (http://\S+)").group(1)
+    tokens = printed_exports(command)
+
+    for name in ("TOKEN_ADA", "TOKEN_GRACE", "TOKEN_ALAN"):
+        claims = claims_of(tokens[name])
+        assert (claims["idtyp"], claims["scp"]) == ("user", "Assignments.ReadWrite")
+        assert claims["sub"] != claims["oid"]
+        assert "roles" not in claims
+    for name, role in (("TOKEN_ADMIN", "Assignments.Admin"), ("TOKEN_REPORTER", "Assignments.Report")):
+        claims = claims_of(tokens[name])
+        assert (claims["idtyp"], claims["roles"]) == ("app", [role])
+        assert claims["sub"] == claims["oid"]
+        assert "scp" not in claims
+
+    def auth(name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {tokens[name]}"}
+
+    dora = {"upn": "dora@contoso.com", "displayName": "Dora", "accountEnabled": True}
+    key = f"dora-{uuid.uuid4().hex[:8]}"
+    for name in ("TOKEN_ADA", "TOKEN_REPORTER"):  # only admins write the directory
+        assert requests.put(f"{base}/users/{key}", json=dora, headers=auth(name), timeout=10).status_code == 403
+    created = requests.put(f"{base}/users/{key}", json=dora, headers=auth("TOKEN_ADMIN"), timeout=10)
+    assert created.status_code == 201, created.text
+
+    event = {"eventId": f"evt-{uuid.uuid4().hex[:8]}", "type": "visited", "occurredAt": "2020-01-01T00:00:00Z"}
+    reported = requests.post(
+        f"{base}/assignments/demo-welcome/events", json=event, headers=auth("TOKEN_REPORTER"), timeout=10
+    )
+    assert reported.status_code == 200, reported.text
+    assert reported.json()["status"] == "completed"  # demo-welcome completes when visited
+    assert command.stop() == 0
