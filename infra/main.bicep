@@ -133,6 +133,16 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'DIRECTORY_CACHE_TTL_SECONDS', value: '300' }
         { name: 'GRAPH_BASE_URL', value: 'https://graph.microsoft.com/v1.0' }
         { name: 'DELEGATION_MAX_DEPTH', value: string(delegationMaxDepth) }
+        { name: 'ATTEMPTS_LIMIT', value: '100' }
+        { name: 'IDEMPOTENCY_TTL_HOURS', value: '24' }
+        { name: 'COSMOS_VIEWS_CONTAINER', value: 'views' }
+        { name: 'NOTIFICATIONS_QUEUE', value: 'assignment-notifications' }
+        { name: 'SWEEP_SCHEDULE', value: '0 * * * * *' }
+        { name: 'SWEEP_MAX_SECONDS', value: '50' }
+        { name: 'REMINDER_LEAD_HOURS', value: '24' }
+        { name: 'REMINDER_REPEAT_HOURS', value: '24' }
+        { name: 'EXPIRY_WARNING_HOURS', value: '24' }
+        { name: 'REMINDER_MAX', value: '5' }
       ]
     }
   }
