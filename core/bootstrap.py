@@ -71,6 +71,7 @@ class Runtime:
             assignments=s.cosmos_assignments_container,
             users=s.cosmos_users_container,
             leases=s.cosmos_leases_container,
+            views=s.cosmos_views_container,
         )
 
     def _database(self) -> Any:
@@ -149,6 +150,8 @@ class Runtime:
             clock=self.clock,
             directory=self.directory,
             delegation_max_depth=self.settings.delegation_max_depth,
+            attempts_limit=self.settings.attempts_limit,
+            idempotency_ttl_seconds=self.settings.idempotency_ttl_hours * 3600,
         )
 
     def health_probes(self) -> dict[str, Probe]:

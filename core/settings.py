@@ -13,11 +13,23 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
+# A Storage queue name: 3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or
+# digit. At most 56 here, so that the `-poison` queue the Functions host derives from it is valid too.
+QUEUE_NAME_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+# NCRONTAB with seconds, as the Functions timer trigger reads it: six fields.
+NCRONTAB_PATTERN = r"^\s*\S+(?:\s+\S+){5}\s*$"
 
 
 def _split_commas(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _empty_is_unset(value: object) -> object:
+    """`local.settings.sample.json` lists optional settings with an empty value: that means not set."""
+    if isinstance(value, str) and not value.strip():
+        return None
     return value
 
 
@@ -44,6 +56,35 @@ class Settings(BaseSettings):
     graph_base_url: str = Field(default="https://graph.microsoft.com/v1.0", validation_alias="GRAPH_BASE_URL")
 
     delegation_max_depth: int = Field(default=10, ge=1, validation_alias="DELEGATION_MAX_DEPTH")
+    # The most attempts kept on an assignment whose `maxAttempts` is null.
+    attempts_limit: int = Field(default=100, ge=1, validation_alias="ATTEMPTS_LIMIT")
+    idempotency_ttl_hours: int = Field(default=24, ge=1, validation_alias="IDEMPOTENCY_TTL_HOURS")
+
+    # The change-feed views (lists, rosters, summaries, the due index); partition key `/pk`, TTL on.
+    cosmos_views_container: str = Field(default="views", validation_alias="COSMOS_VIEWS_CONTAINER")
+    # Named in a queue binding (`%NOTIFICATIONS_QUEUE%`): the host has no default, so infra/ and the sample set it.
+    notifications_queue: str = Field(
+        default="assignment-notifications",
+        pattern=QUEUE_NAME_PATTERN,
+        min_length=3,
+        max_length=56,
+        validation_alias="NOTIFICATIONS_QUEUE",
+    )
+
+    # The expiry and reminder sweep. SWEEP_SCHEDULE is named in the timer binding (`%SWEEP_SCHEDULE%`).
+    sweep_schedule: str = Field(default="0 * * * * *", pattern=NCRONTAB_PATTERN, validation_alias="SWEEP_SCHEDULE")
+    sweep_max_seconds: int = Field(default=50, ge=1, validation_alias="SWEEP_MAX_SECONDS")
+    reminder_lead_hours: float = Field(default=24, ge=0, allow_inf_nan=False, validation_alias="REMINDER_LEAD_HOURS")
+    reminder_repeat_hours: float = Field(
+        default=24, gt=0, allow_inf_nan=False, validation_alias="REMINDER_REPEAT_HOURS"
+    )
+    expiry_warning_hours: float = Field(default=24, ge=0, allow_inf_nan=False, validation_alias="EXPIRY_WARNING_HOURS")
+    reminder_max: int = Field(default=5, ge=0, validation_alias="REMINDER_MAX")
+
+    # Optional: when set, telemetry goes to Application Insights, authenticated with Entra ID (no keys).
+    applicationinsights_connection_string: str | None = Field(
+        default=None, validation_alias="APPLICATIONINSIGHTS_CONNECTION_STRING"
+    )
 
     # Locally a connection string; in Azure the identity-based form names only the account.
     azure_web_jobs_storage: str | None = Field(default=None, validation_alias="AzureWebJobsStorage")
@@ -52,6 +93,7 @@ class Settings(BaseSettings):
     )
 
     _split = field_validator("auth_tenant_ids", "auth_audiences", "auth_issuers", mode="before")(_split_commas)
+    _unset = field_validator("applicationinsights_connection_string", mode="before")(_empty_is_unset)
 
 
 @lru_cache(maxsize=1)

@@ -1,181 +1,298 @@
-// Assignments on Azure Functions Flex Consumption, with managed identity and no keys anywhere:
-// Cosmos DB local auth and Storage shared keys are disabled; the function app's system-assigned
-// identity gets data-plane RBAC roles instead. Deployed with `azd up` (see azure.yaml).
-targetScope = 'resourceGroup'
+// Assignments on Azure Functions Flex Consumption (Python 3.11), deployed with `azd up` (see azure.yaml and
+// docs/deploy.md). No keys anywhere: Cosmos DB local auth and Storage shared keys are disabled, and the function
+// app runs as a user-assigned managed identity that gets data-plane roles only. Those roles are granted by the
+// modules that create the account they apply to, and the function app is created from those modules' outputs,
+// so every role assignment exists before the app first starts.
+//
+// Resource names are a type prefix and a resource token, as the azd templates make them: 13 lowercase
+// characters from uniqueString(subscription, environment, location). They are valid for any environment name
+// azd accepts (mixed case, up to 64 characters); tests/test_infra.py builds them from the expressions below and
+// checks each against its Azure naming rule. The Bicep CLI is not available where this repository is built, so
+// this file has never been compiled there: keep it plain enough to review by reading.
+targetScope = 'subscription'
 
-@description('Short environment name; prefixes resource names.')
+@minLength(1)
+@maxLength(64)
+@description('The azd environment name (AZURE_ENV_NAME): names the resource group and seeds the resource token.')
 param environmentName string
 
-param location string = resourceGroup().location
+@minLength(1)
+@description('Region of every resource. Flex Consumption runs in some regions only: az functionapp list-flexconsumption-locations')
+param location string
 
-@description('Allowed Entra tenant ids, comma-separated (AUTH_TENANT_ID).')
-param authTenantIds string = tenant().tenantId
+@description('Resource group to create; by default rg-{environmentName}.')
+param resourceGroupName string = ''
 
-@description('Accepted token audiences, comma-separated (AUTH_AUDIENCE): the API app registration client id and/or api:// URI.')
-param authAudiences string
+@description('Object id of the person (or pipeline) running azd (AZURE_PRINCIPAL_ID). Keys are disabled, so it gets the same data-plane roles as the app, to use Cosmos DB and Storage with its own sign-in. Empty: no access.')
+param principalId string = ''
+
+@allowed(['User', 'ServicePrincipal'])
+@description('What principalId is: User for a developer, ServicePrincipal for a pipeline.')
+param principalType string = 'User'
+
+@minLength(1)
+@description('Client id (appId) of the API app registration (AUTH_CLIENT_ID; docs/deploy.md says how to create it).')
+param authClientId string
+
+@description('Accepted token audiences, comma-separated (AUTH_AUDIENCE). Empty: both forms Entra issues for this API, api://{authClientId} and {authClientId}.')
+param authAudiences string = ''
+
+@description('Allowed Entra tenant ids, comma-separated (AUTH_TENANT_ID). Empty: this subscription\'s tenant.')
+param authTenantIds string = ''
 
 @allowed(['cosmos', 'graph'])
+@description('Where users are looked up (DIRECTORY): graph needs Microsoft Graph User.Read.All for the app\'s identity (the postprovision hook grants it or prints how); cosmos needs users loaded with PUT /users/{userKey}.')
 param directory string = 'graph'
 
+@description('Maximum length of a delegation chain (DELEGATION_MAX_DEPTH).')
 param delegationMaxDepth int = 10
 
-var suffix = uniqueString(subscription().id, resourceGroup().id, environmentName)
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+
+// Every resource name: tests/test_infra.py evaluates these and checks them against Azure's naming rules.
+var names = {
+  resourceGroup: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
+  identity: 'id-api-${resourceToken}'
+  logAnalytics: 'log-${resourceToken}'
+  appInsights: 'appi-${resourceToken}'
+  storage: 'st${resourceToken}'
+  cosmos: 'cosmos-${resourceToken}'
+  plan: 'plan-${resourceToken}'
+  functionApp: 'func-api-${resourceToken}'
+  deploymentContainer: 'app-package-${resourceToken}'
+}
+
+// Cosmos DB: database, containers and partition key paths agree with core/store.py and core/settings.py
+// (tests/test_infra.py checks). defaultTtl -1 turns TTL on without expiring anything unless a document says so.
 var databaseName = 'assignments'
-// Container names and partition key paths must agree with core/store.py (tests/test_infra.py checks).
 var containers = [
-  { name: 'assignments', partitionKey: '/pk', defaultTtl: -1 }
-  { name: 'users', partitionKey: '/pk', defaultTtl: null }
-  { name: 'leases', partitionKey: '/id', defaultTtl: null }
+  { name: 'assignments', paths: ['/pk'], kind: 'Hash', version: 2, defaultTtl: -1 }
+  { name: 'users', paths: ['/pk'], kind: 'Hash', version: 2 }
+  { name: 'leases', paths: ['/id'], kind: 'Hash', version: 2 }
+  { name: 'views', paths: ['/pk'], kind: 'Hash', version: 2, defaultTtl: -1 }
 ]
-var deploymentContainerName = 'app-package'
 
-resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
-  name: 'log-${environmentName}-${suffix}'
+// Storage queues: notifications, and the poison queue a queue-triggered consumer moves failing messages to.
+var notificationsQueue = 'assignment-notifications'
+var queues = [
+  { name: notificationsQueue }
+  { name: '${notificationsQueue}-poison' }
+]
+
+var audiences = empty(authAudiences) ? 'api://${authClientId},${authClientId}' : authAudiences
+var tenantIds = empty(authTenantIds) ? tenant().tenantId : authTenantIds
+
+// Built-in role definitions (data plane, plus telemetry publishing).
+var roles = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  cosmosDataContributor: '00000000-0000-0000-0000-000000000002' // Cosmos DB Built-in Data Contributor
+}
+var withDeveloper = !empty(principalId)
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: names.resourceGroup
   location: location
-  properties: { retentionInDays: 30, sku: { name: 'PerGB2018' } }
+  tags: tags
 }
 
-resource insights 'Microsoft.Insights/components@2020-02-02' = {
-  name: 'appi-${environmentName}-${suffix}'
-  location: location
-  kind: 'web'
-  properties: { Application_Type: 'web', WorkspaceResourceId: logs.id, DisableLocalAuth: true }
+module identity 'br/public:avm/res/managed-identity/user-assigned-identity:0.6.0' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: names.identity
+    location: location
+    tags: tags
+  }
 }
 
-resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  name: take('st${replace(environmentName, '-', '')}${suffix}', 24)
-  location: location
-  kind: 'StorageV2'
-  sku: { name: 'Standard_LRS' }
-  properties: {
+module logs 'br/public:avm/res/operational-insights/workspace:0.16.1' = {
+  name: 'logs'
+  scope: rg
+  params: {
+    name: names.logAnalytics
+    location: location
+    tags: tags
+    dataRetention: 30
+  }
+}
+
+module insights 'br/public:avm/res/insights/component:0.8.0' = {
+  name: 'insights'
+  scope: rg
+  params: {
+    name: names.appInsights
+    location: location
+    tags: tags
+    workspaceResourceId: logs.outputs.resourceId
+    retentionInDays: 30
+    disableLocalAuth: true // telemetry is accepted from Entra-authenticated senders only
+    roleAssignments: concat(
+      [
+        {
+          principalId: identity.outputs.principalId
+          principalType: 'ServicePrincipal'
+          roleDefinitionIdOrName: roles.monitoringMetricsPublisher
+        }
+      ],
+      withDeveloper
+        ? [{ principalId: principalId, principalType: principalType, roleDefinitionIdOrName: roles.monitoringMetricsPublisher }]
+        : []
+    )
+  }
+}
+
+module storage 'br/public:avm/res/storage/storage-account:0.33.0' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: names.storage
+    location: location
+    tags: tags
+    kind: 'StorageV2'
+    skuName: 'Standard_LRS'
     allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
     allowBlobPublicAccess: false
     minimumTlsVersion: 'TLS1_2'
-    supportsHttpsTrafficOnly: true
-  }
-  resource blobs 'blobServices' = {
-    name: 'default'
-    resource packages 'containers' = { name: deploymentContainerName }
-  }
-}
-
-resource cosmos 'Microsoft.DocumentDB/databaseAccounts@2024-05-15' = {
-  name: 'cosmos-${environmentName}-${suffix}'
-  location: location
-  kind: 'GlobalDocumentDB'
-  properties: {
-    databaseAccountOfferType: 'Standard'
-    disableLocalAuth: true
-    consistencyPolicy: { defaultConsistencyLevel: 'Session' }
-    locations: [{ locationName: location, failoverPriority: 0 }]
-    capabilities: [{ name: 'EnableServerless' }]
-  }
-  resource database 'sqlDatabases' = {
-    name: databaseName
-    properties: { resource: { id: databaseName } }
-    resource container 'containers' = [for c in containers: {
-      name: c.name
-      properties: {
-        resource: union(
-          { id: c.name, partitionKey: { paths: [c.partitionKey], kind: 'Hash', version: 2 } },
-          c.defaultTtl == null ? {} : { defaultTtl: c.defaultTtl }
-        )
-      }
-    }]
+    publicNetworkAccess: 'Enabled'
+    networkAcls: { defaultAction: 'Allow', bypass: 'AzureServices' }
+    blobServices: { containers: [{ name: names.deploymentContainer }] }
+    queueServices: { queues: queues }
+    roleAssignments: concat(
+      [
+        { principalId: identity.outputs.principalId, principalType: 'ServicePrincipal', roleDefinitionIdOrName: roles.storageBlobDataOwner }
+        { principalId: identity.outputs.principalId, principalType: 'ServicePrincipal', roleDefinitionIdOrName: roles.storageQueueDataContributor }
+        { principalId: identity.outputs.principalId, principalType: 'ServicePrincipal', roleDefinitionIdOrName: roles.storageTableDataContributor }
+      ],
+      withDeveloper
+        ? [
+            { principalId: principalId, principalType: principalType, roleDefinitionIdOrName: roles.storageBlobDataOwner }
+            { principalId: principalId, principalType: principalType, roleDefinitionIdOrName: roles.storageQueueDataContributor }
+            { principalId: principalId, principalType: principalType, roleDefinitionIdOrName: roles.storageTableDataContributor }
+          ]
+        : []
+    )
   }
 }
 
-resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
-  name: 'plan-${environmentName}-${suffix}'
-  location: location
-  kind: 'functionapp'
-  sku: { tier: 'FlexConsumption', name: 'FC1' }
-  properties: { reserved: true }
+module cosmos 'br/public:avm/res/document-db/database-account:0.20.1' = {
+  name: 'cosmos'
+  scope: rg
+  params: {
+    name: names.cosmos
+    location: location
+    tags: tags
+    capabilitiesToAdd: ['EnableServerless']
+    disableLocalAuthentication: true
+    disableKeyBasedMetadataWriteAccess: true
+    zoneRedundant: false // not every region has zones; cannot be changed after creation
+    backupPolicyType: 'Periodic'
+    networkRestrictions: {
+      publicNetworkAccess: 'Enabled' // the module's default is Disabled; Flex Consumption here has no VNet
+      networkAclBypass: 'None'
+      ipRules: []
+      virtualNetworkRules: []
+    }
+    sqlDatabases: [{ name: databaseName, containers: containers }]
+    sqlRoleAssignments: concat(
+      [{ principalId: identity.outputs.principalId, roleDefinitionId: roles.cosmosDataContributor }],
+      withDeveloper ? [{ principalId: principalId, roleDefinitionId: roles.cosmosDataContributor }] : []
+    )
+  }
 }
 
-resource app 'Microsoft.Web/sites@2024-04-01' = {
-  name: 'func-${environmentName}-${suffix}'
-  location: location
-  kind: 'functionapp,linux'
-  tags: { 'azd-service-name': 'api' }
-  identity: { type: 'SystemAssigned' }
-  properties: {
-    serverFarmId: plan.id
+module plan 'br/public:avm/res/web/serverfarm:0.7.0' = {
+  name: 'plan'
+  scope: rg
+  params: {
+    name: names.plan
+    location: location
+    tags: tags
+    kind: 'functionapp'
+    skuName: 'FC1'
+    reserved: true
+    zoneRedundant: false
+  }
+}
+
+// App settings: the identity-based host connections, telemetry, and every setting of README's "Configuration"
+// table (tests/test_infra.py checks them against core/settings.py). The %NAME% ones are bound by functions and
+// have no default on the host, so they are set here even where they equal the code's default.
+var appSettings = {
+  AzureWebJobsStorage__accountName: storage.outputs.name
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identity.outputs.clientId
+  CosmosDB__accountEndpoint: cosmos.outputs.endpoint
+  CosmosDB__credential: 'managedidentity'
+  CosmosDB__clientId: identity.outputs.clientId
+  AZURE_CLIENT_ID: identity.outputs.clientId // DefaultAzureCredential picks the user-assigned identity
+  APPLICATIONINSIGHTS_CONNECTION_STRING: insights.outputs.connectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+  COSMOS_ENDPOINT: cosmos.outputs.endpoint
+  COSMOS_DATABASE: databaseName
+  COSMOS_ASSIGNMENTS_CONTAINER: 'assignments'
+  COSMOS_USERS_CONTAINER: 'users'
+  COSMOS_LEASES_CONTAINER: 'leases'
+  COSMOS_VIEWS_CONTAINER: 'views'
+  AUTH_TENANT_ID: tenantIds
+  AUTH_AUDIENCE: audiences
+  AUTH_JWKS_URI: 'https://login.microsoftonline.com/common/discovery/v2.0/keys'
+  DIRECTORY: directory
+  DIRECTORY_CACHE_TTL_SECONDS: '300'
+  GRAPH_BASE_URL: 'https://graph.microsoft.com/v1.0'
+  DELEGATION_MAX_DEPTH: string(delegationMaxDepth)
+  ATTEMPTS_LIMIT: '100'
+  IDEMPOTENCY_TTL_HOURS: '24'
+  NOTIFICATIONS_QUEUE: notificationsQueue
+  SWEEP_SCHEDULE: '0 * * * * *'
+  SWEEP_MAX_SECONDS: '50'
+  REMINDER_LEAD_HOURS: '24'
+  REMINDER_REPEAT_HOURS: '24'
+  EXPIRY_WARNING_HOURS: '24'
+  REMINDER_MAX: '5'
+}
+
+module app 'br/public:avm/res/web/site:0.24.0' = {
+  name: 'app'
+  scope: rg
+  params: {
+    name: names.functionApp
+    location: location
+    tags: union(tags, { 'azd-service-name': 'api' }) // azd deploys the `api` service of azure.yaml here
+    kind: 'functionapp,linux'
+    serverFarmResourceId: plan.outputs.resourceId
+    managedIdentities: { userAssignedResourceIds: [identity.outputs.resourceId] }
     httpsOnly: true
+    clientAffinityEnabled: false
+    siteConfig: { alwaysOn: false, minTlsVersion: '1.2', ftpsState: 'Disabled' }
     functionAppConfig: {
       deployment: {
         storage: {
           type: 'blobContainer'
-          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
-          authentication: { type: 'SystemAssignedIdentity' }
+          value: '${storage.outputs.primaryBlobEndpoint}${names.deploymentContainer}'
+          authentication: { type: 'UserAssignedIdentity', userAssignedIdentityResourceId: identity.outputs.resourceId }
         }
       }
       scaleAndConcurrency: { maximumInstanceCount: 100, instanceMemoryMB: 2048 }
       runtime: { name: 'python', version: '3.11' }
     }
-    siteConfig: {
-      minTlsVersion: '1.2'
-      appSettings: [
-        { name: 'AzureWebJobsStorage__accountName', value: storage.name }
-        { name: 'AzureWebJobsStorage__credential', value: 'managedidentity' }
-        { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
-        { name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING', value: 'Authorization=AAD' }
-        { name: 'COSMOS_ENDPOINT', value: cosmos.properties.documentEndpoint }
-        { name: 'COSMOS_DATABASE', value: databaseName }
-        { name: 'COSMOS_ASSIGNMENTS_CONTAINER', value: containers[0].name }
-        { name: 'COSMOS_USERS_CONTAINER', value: containers[1].name }
-        { name: 'COSMOS_LEASES_CONTAINER', value: containers[2].name }
-        { name: 'CosmosDB__accountEndpoint', value: cosmos.properties.documentEndpoint }
-        { name: 'AUTH_TENANT_ID', value: authTenantIds }
-        { name: 'AUTH_AUDIENCE', value: authAudiences }
-        { name: 'AUTH_JWKS_URI', value: 'https://login.microsoftonline.com/common/discovery/v2.0/keys' }
-        { name: 'DIRECTORY', value: directory }
-        { name: 'DIRECTORY_CACHE_TTL_SECONDS', value: '300' }
-        { name: 'GRAPH_BASE_URL', value: 'https://graph.microsoft.com/v1.0' }
-        { name: 'DELEGATION_MAX_DEPTH', value: string(delegationMaxDepth) }
-      ]
-    }
+    configs: [{ name: 'appsettings', properties: appSettings }]
   }
 }
 
-// Cosmos DB Built-in Data Contributor (data plane).
-resource cosmosData 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-05-15' = {
-  parent: cosmos
-  name: guid(cosmos.id, app.id, 'cosmos-data-contributor')
-  properties: {
-    principalId: app.identity.principalId
-    roleDefinitionId: '${cosmos.id}/sqlRoleDefinitions/00000000-0000-0000-0000-000000000002'
-    scope: cosmos.id
-  }
-}
-
-var storageRoles = {
-  blobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-  queueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
-  tableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
-}
-
-resource storageAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in items(storageRoles): {
-  scope: storage
-  name: guid(storage.id, app.id, role.value)
-  properties: {
-    principalId: app.identity.principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role.value)
-  }
-}]
-
-// Monitoring Metrics Publisher, for Entra-authenticated telemetry (local auth is disabled).
-resource telemetryAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  scope: insights
-  name: guid(insights.id, app.id, 'metrics-publisher')
-  properties: {
-    principalId: app.identity.principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '3913510d-42f4-4e42-8a64-420c390055eb')
-  }
-}
-
-output AZURE_FUNCTION_APP_NAME string = app.name
-output SERVICE_API_URI string = 'https://${app.properties.defaultHostName}'
-output COSMOS_ENDPOINT string = cosmos.properties.documentEndpoint
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = app.outputs.name
+output AZURE_FUNCTION_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output SERVICE_API_URI string = 'https://${app.outputs.defaultHostname}'
+output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
+output DIRECTORY string = directory
+// What a client asks a token for (docs/deploy.md): az account get-access-token --resource $API_APP_ID_URI
+output API_APP_ID_URI string = 'api://${authClientId}'
+output API_SCOPE string = 'api://${authClientId}/Assignments.ReadWrite'

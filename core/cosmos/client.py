@@ -33,6 +33,7 @@ SUBSTATUS_OWNER_MISSING = 1003
 ASSIGNMENTS_PARTITION_KEY = "/pk"
 USERS_PARTITION_KEY = "/pk"
 LEASES_PARTITION_KEY = "/id"
+VIEWS_PARTITION_KEY = "/pk"
 
 
 class RoundTripCounter:
@@ -157,6 +158,7 @@ class ContainerNames:
     assignments: str
     users: str
     leases: str
+    views: str
 
 
 def ensure_containers(client: CosmosClient, names: ContainerNames) -> DatabaseProxy:
@@ -170,4 +172,7 @@ def ensure_containers(client: CosmosClient, names: ContainerNames) -> DatabasePr
         )
         database.create_container_if_not_exists(names.users, partition_key=PartitionKey(path=USERS_PARTITION_KEY))
         database.create_container_if_not_exists(names.leases, partition_key=PartitionKey(path=LEASES_PARTITION_KEY))
+        database.create_container_if_not_exists(
+            names.views, partition_key=PartitionKey(path=VIEWS_PARTITION_KEY), default_ttl=-1
+        )
     return database

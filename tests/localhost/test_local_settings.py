@@ -18,6 +18,15 @@ PLATFORM_PREFIXES = ("WEBSITE_", "FUNCTIONS_")
 # where the development signer is shared (localhost/shared_signer.py).
 OS_VARIABLES = {"XDG_RUNTIME_DIR"}
 CODE_DIRS = ("core", "triggers", "localhost")
+# The settings CONTRACTS names for bindings (`%NAME%`), whether or not a function binds them yet: the host has
+# no default for them, so the sample (like infra/) must give each a value.
+CONTRACT_BINDING_SETTINGS = {
+    "COSMOS_ASSIGNMENTS_CONTAINER",
+    "COSMOS_LEASES_CONTAINER",
+    "COSMOS_VIEWS_CONTAINER",
+    "NOTIFICATIONS_QUEUE",
+    "SWEEP_SCHEDULE",
+}
 
 
 def test_host_json_is_valid_for_the_v4_host() -> None:
@@ -82,6 +91,12 @@ def test_every_setting_the_bindings_and_the_code_read_is_in_the_sample() -> None
         name for name in needed - OS_VARIABLES if name not in SAMPLE_VALUES and not name.startswith(PLATFORM_PREFIXES)
     )
     assert missing == []
+
+
+def test_every_binding_setting_has_a_value_in_the_sample() -> None:
+    """A `%NAME%` that resolves to nothing stops the function from loading, under `func start` as on Azure."""
+    for name in CONTRACT_BINDING_SETTINGS | binding_settings():
+        assert SAMPLE_VALUES.get(name), f"local.settings.sample.json must set {name}"
 
 
 def test_the_scan_sees_the_local_hosts_own_settings() -> None:
