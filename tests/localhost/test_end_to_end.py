@@ -12,10 +12,11 @@ import requests
 from azure.storage.queue import QueueClient
 
 from core.bootstrap import Runtime
+from core.directory import DirectoryUser
 from localhost.indexing import index_app
 from tests.fixtures.feed_probe_app import FEED
 from tests.localhost.conftest import StartHost, probe_functions
-from tests.support.app import Tokens
+from tests.support.app import TEST_TENANT, Tokens
 
 
 def test_create_read_back_and_the_change_feed_function_sees_it(
@@ -29,13 +30,15 @@ def test_create_read_back_and_the_change_feed_function_sees_it(
     queue.create_queue()  # so the test can poll it before the function's first message creates it
 
     originator = f"ada-{uuid.uuid4().hex[:8]}@contoso.com"
+    assignee = f"grace-{uuid.uuid4().hex[:8]}@contoso.com"
+    runtime.user_registry.put(TEST_TENANT, DirectoryUser(f"oid-{assignee}", assignee, "Grace", account_enabled=True))
     auth = {"Authorization": f"Bearer {tokens.user(originator)}"}
     assignment_id = f"e2e-{uuid.uuid4().hex}"
     body = {
         "id": assignment_id,
         "targetType": "chat",
         "targetId": "onboarding",
-        "assigneeEmail": f"grace-{uuid.uuid4().hex[:8]}@contoso.com",
+        "assigneeEmail": assignee,
         "completionCriteria": "chat_visited",
     }
     created = requests.post(f"{host.url}/assignments", json=body, headers=auth, timeout=10)
@@ -54,7 +57,7 @@ def test_create_read_back_and_the_change_feed_function_sees_it(
 
     (document,) = FEED.wait_for(delivered, timeout=10)
     assert document["status"] == "pending"
-    assert document["pk"] == assignment_id  # the stored document, internal fields included
+    assert document["pk"] == f"{TEST_TENANT}:{assignment_id}"  # the stored document, internal fields included
     assert document["_etag"] == created.headers["ETag"]
 
     # The function's queue output is sent once it returns: poll for it.
