@@ -16,9 +16,8 @@ from collections.abc import Callable
 from functools import partial
 
 from bench.harness import function_app, measure
-from tests.support.app import FunctionCaller
-from tests.triggers.test_delegation import delegate, new_assignment
-from tests.triggers.test_users import add_user
+from localhost.caller import FunctionCaller
+from localhost.scenarios import add_user, delegate, new_assignment
 
 
 def run(app: FunctionCaller, label: str, n: int, delegate_to: Callable[[int], str]) -> None:

@@ -1,7 +1,7 @@
 """Benchmark the local host over HTTP: throughput and latency of two routes, and change-feed lag.
 
 Starts its own services (bench.harness), then the local host on a free port with function_app.py's functions
-plus the test-only change-feed function `feed_probe` (tests/fixtures/feed_probe_app.py), and drives it with
+plus the test-only change-feed function `feed_probe` (localhost/probe_app.py), and drives it with
 real signed tokens over keep-alive connections.
 
     .venv/bin/python -m bench.bench_http [--n 1000] [--concurrency 8] [--writes 100]
@@ -28,7 +28,7 @@ from bench.harness import function_app
 from localhost.app_settings import app_settings_of
 from localhost.host import LocalHost
 from localhost.indexing import index_app
-from tests.fixtures.feed_probe_app import FEED, FEED_POLL_DELAY_MS
+from localhost.probe_app import FEED, FEED_POLL_DELAY_MS
 
 ORIGINATOR = "bench-originator@contoso.com"
 ASSIGNEE = "bench-assignee@contoso.com"
@@ -111,7 +111,7 @@ def main() -> None:
     with function_app() as app:
         app.runtime.store  # noqa: B018 - the containers must exist before the change-feed listener starts
         settings = {**app_settings_of(app.runtime.settings), "FEED_PROBE_QUEUE": "bench-feed-probe"}
-        probe = [f for f in index_app("tests.fixtures.feed_probe_app") if f.name == "feed_probe"]
+        probe = [f for f in index_app("localhost.probe_app") if f.name == "feed_probe"]
         with LocalHost(index_app("function_app") + probe, settings, port=0) as host:
             headers = {"Authorization": f"Bearer {app.tokens.user(ORIGINATOR)}"}
             created = requests.post(f"{host.url}/assignments", json=assignment_body(), headers=headers)

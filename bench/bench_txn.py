@@ -15,7 +15,7 @@ import argparse
 from functools import partial
 
 from bench.harness import function_app, measure
-from tests.triggers.test_txn import assign, new_task, new_user, unassign
+from localhost.scenarios import assign, new_task, new_user, unassign
 
 
 def main() -> None:

@@ -1,37 +1,20 @@
 """What the in-process benchmarks share: their own services, and one way to measure and print.
 
-Each benchmark starts the patched Cosmos emulator, Azurite and a JWKS server on 127.0.0.1, ignores any
-settings in the environment, and drives the registered functions with real signed tokens, as the tests do.
+Each benchmark runs the app on `localhost.stack` (the patched Cosmos emulator, Azurite and a JWKS server on
+127.0.0.1, settings from those alone) and drives the registered functions with real signed tokens, through
+the same requests the tests make (`localhost.scenarios`).
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 
-from core.bootstrap import Runtime, set_runtime
-from tests.conftest import make_settings
-from tests.support.app import TEST_AUDIENCE, TEST_TENANT, FunctionCaller, Response, Tokens
-from tests.support.services import start_azurite, start_cosmos
-from tests.support.tokens import JwksServer, SigningKey, TokenFactory
+from localhost.caller import FunctionCaller, Response
+from localhost.stack import function_app_stack as function_app
 
-
-@contextmanager
-def function_app() -> Iterator[FunctionCaller]:
-    cosmos, azurite = start_cosmos(), start_azurite()
-    signing_key = SigningKey()
-    jwks = JwksServer([signing_key])
-    try:
-        runtime = Runtime(make_settings(cosmos, azurite, jwks))
-        set_runtime(runtime)
-        yield FunctionCaller(runtime=runtime, tokens=Tokens(TokenFactory(TEST_TENANT, TEST_AUDIENCE, signing_key)))
-    finally:
-        set_runtime(None)
-        jwks.stop()
-        cosmos.stop()
-        azurite.stop()
+__all__ = ["function_app", "measure"]
 
 
 def measure(app: FunctionCaller, label: str, calls: Sequence[Callable[[], Response]], *, expect: int) -> None:

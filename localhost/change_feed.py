@@ -29,8 +29,8 @@ from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey
 from azure.cosmos.exceptions import CosmosHttpResponseError, CosmosResourceNotFoundError
 
 from core.clock import Clock, utc_now
-from core.models import format_timestamp
 from core.cosmos.client import LEASES_PARTITION_KEY, make_cosmos_client
+from core.models import format_timestamp
 from localhost.app_settings import AppSettings, BindingConfigError, CosmosConnection
 from localhost.invocation import FunctionInvoker
 

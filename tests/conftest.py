@@ -6,24 +6,16 @@ environment holds is ignored, so a developer's shell never points the tests at a
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from core.bootstrap import Runtime, set_runtime
 from core.settings import Settings
+from localhost.stack import make_settings
 from tests.support.app import TEST_AUDIENCE, TEST_TENANT, FunctionCaller, Tokens
 from tests.support.services import RunningService, start_azurite, start_cosmos
 from tests.support.tokens import JwksServer, SigningKey, TokenFactory
-
-
-class IsolatedSettings(Settings):
-    """Settings from explicit values only: the process environment must not leak into tests."""
-
-    @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, **_others):  # type: ignore[override]
-        return (init_settings,)
 
 
 @pytest.fixture(scope="session")
@@ -55,21 +47,6 @@ def jwks_server(signing_key: SigningKey) -> Iterator[JwksServer]:
 @pytest.fixture(scope="session")
 def tokens(signing_key: SigningKey) -> Tokens:
     return Tokens(TokenFactory(tenant_id=TEST_TENANT, audience=TEST_AUDIENCE, key=signing_key))
-
-
-def make_settings(cosmos: RunningService, azurite: RunningService, jwks: JwksServer, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "COSMOS_ENDPOINT": cosmos.endpoint,
-        "COSMOS_KEY": cosmos.key,
-        "COSMOS_DATABASE": f"test-{uuid.uuid4().hex[:8]}",
-        "AUTH_TENANT_ID": TEST_TENANT,
-        "AUTH_AUDIENCE": f"{TEST_AUDIENCE},api://{TEST_AUDIENCE}",
-        "AUTH_JWKS_URI": jwks.uri,
-        "AzureWebJobsStorage": azurite.connection_string,
-        "DIRECTORY": "cosmos",
-    }
-    values.update(overrides)
-    return IsolatedSettings(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

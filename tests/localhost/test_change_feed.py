@@ -18,10 +18,10 @@ from core.settings import Settings
 from localhost.app_settings import AppSettings, BindingConfigError, CosmosConnection
 from localhost.change_feed import ChangeFeedListener, CosmosTriggerBinding
 from localhost.invocation import FunctionInvoker
-from tests.fixtures.feed_probe_app import FEED, FEED_POLL_DELAY_MS
+from localhost.probe_app import FEED, FEED_POLL_DELAY_MS
 from tests.localhost.conftest import probe_functions
 
-FEED_PROBE = "tests.fixtures.feed_probe_app"
+FEED_PROBE = "localhost.probe_app"
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from azure.storage.queue import QueueClient
 from core.bootstrap import Runtime
 from core.directory import DirectoryUser
 from localhost.indexing import index_app
-from tests.fixtures.feed_probe_app import FEED
+from localhost.probe_app import FEED
 from tests.localhost.conftest import StartHost, probe_functions
 from tests.support.app import TEST_TENANT, Tokens
 
@@ -23,7 +23,7 @@ def test_create_read_back_and_the_change_feed_function_sees_it(
     start_host: StartHost, runtime: Runtime, tokens: Tokens, app_settings: dict[str, str]
 ) -> None:
     runtime.store  # noqa: B018 - the containers exist before the listener starts, as the run command ensures
-    functions = index_app("function_app") + probe_functions("tests.fixtures.feed_probe_app", "feed_probe")
+    functions = index_app("function_app") + probe_functions("localhost.probe_app", "feed_probe")
     assert "feed_probe" not in {f.name for f in index_app("function_app")}
     host = start_host(functions)
     queue = QueueClient.from_connection_string(app_settings["AzureWebJobsStorage"], app_settings["FEED_PROBE_QUEUE"])

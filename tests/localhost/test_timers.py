@@ -15,8 +15,8 @@ import pytest
 from localhost.app_settings import AppSettings, BindingConfigError
 from localhost.indexing import index_functions
 from localhost.invocation import FunctionInvoker
+from localhost.probe_app import TIMER
 from localhost.timers import InMemoryScheduleStatusStore, NcrontabSchedule, ScheduleStatus, TimerBinding, TimerListener
-from tests.fixtures.feed_probe_app import TIMER
 from tests.localhost.conftest import StartHost, probe_functions
 
 START = datetime(2026, 11, 24, 12, 0, 3, tzinfo=UTC)
@@ -88,7 +88,7 @@ def test_ncrontab_needs_six_fields_seconds_first() -> None:
 
 
 def test_the_schedule_setting_resolves_from_the_app_settings() -> None:
-    (function,) = probe_functions("tests.fixtures.feed_probe_app", "timer_probe")
+    (function,) = probe_functions("localhost.probe_app", "timer_probe")
     binding = TimerBinding.from_raw(
         function.name, function.trigger, AppSettings({"TIMER_PROBE_SCHEDULE": "0 0 * * * *"})
     )
@@ -143,7 +143,7 @@ def test_a_failing_timer_function_is_logged_and_keeps_its_schedule(
 
 def test_a_real_timer_thread_fires_every_second_and_stops_promptly(start_host: StartHost) -> None:
     already = len(TIMER.entries())
-    host = start_host(probe_functions("tests.fixtures.feed_probe_app", "timer_probe"))
+    host = start_host(probe_functions("localhost.probe_app", "timer_probe"))
     fired = TIMER.wait_for(lambda entries: entries[already:] if len(entries) >= already + 2 else None, timeout=3)
     assert [past_due for _, past_due in fired[:2]] == [False, False]  # runOnStartup, then the next second
     started = time.monotonic()

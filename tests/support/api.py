@@ -1,338 +1,79 @@
-"""Requests and fixtures-in-code every test module shares: calls to the registered functions, directory
-users whose keys match the tokens the tests sign, and direct access to stored documents for states no
-route reaches. Test modules import helpers from here (or `tests.support.*`), never from each other."""
-
-from __future__ import annotations
-
-import threading
-import uuid
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
-from core.directory import DirectoryUser
-from core.models import AssignmentDocument
-from tests.support.app import TEST_TENANT, FunctionCaller, Response
-
-PUBLIC_FIELDS = {
-    "id", "targetType", "targetId", "assigneeEmail", "assignedBy", "originatorEmail", "completionCriteria",
-    "attempts", "status", "delegationChain", "targetVersion", "targetTitle", "originatorName",
-    "originatorMessage", "dueAt", "expiresAt", "maxAttempts", "cancelledAt", "cancelledBy",
-    "cancellationReason", "allowRejection", "rejectedAt", "rejectedBy", "rejectionReason", "allowDelegation",
-    "delegatedFrom", "delegatedTo", "delegationReason", "reassignedFrom", "scheduleId", "lastReminderAt",
-    "remindersSent", "createdAt", "updatedAt", "createdBy", "updatedBy", "_ts", "_etag", "taskKey",
-    "candidateGroups", "assigneeUserKey", "passScore",
-}  # fmt: skip
-
-ORIGINATOR = "olivia@contoso.com"
-ASSIGNEE = "adam@contoso.com"
-ASSIGNEE_OID = f"oid-{ASSIGNEE}"
-TXN = "/workspaces/secure/api/v1/txn"
-JSON = {"content-type": "application/json"}
-GROUP = "g-txn-reviewers"
-ACTIONS = {
-    "events": "post_progress_event",
-    "complete": "complete_assignment",
-    "reject": "reject_assignment",
-    "cancel": "cancel_assignment",
-    "reassign": "reassign_assignment",
-}
-
-
-def key_of(upn: str) -> str:
-    """The user key (`oid`) `app.tokens.user(upn)` signs by default; directory users here share it."""
-    return f"oid-{upn.lower()}"
-
-
-# --- the directory ------------------------------------------------------------------------------------
-
-_known: set[tuple[int, str, str]] = set()
-_known_lock = threading.Lock()
-
-
-def known_user(app: FunctionCaller, upn: str, *, tenant: str = TEST_TENANT) -> DirectoryUser:
-    """An enabled directory user whose key is `key_of(upn)`; written once per runtime and tenant."""
-    user = DirectoryUser(user_key=key_of(upn), upn=upn.lower(), display_name="A user", account_enabled=True)
-    marker = (id(app.runtime), tenant, user.upn)
-    with _known_lock:
-        if marker in _known:
-            return user
-    app.runtime.user_registry.put(tenant, user)
-    with _known_lock:
-        _known.add(marker)
-    return user
-
-
-def new_upn() -> str:
-    return f"user-{uuid.uuid4().hex[:10]}@contoso.com"
-
-
-def put_user(
-    app: FunctionCaller,
-    user_key: str,
-    body: dict[str, Any] | None = None,
-    *,
-    token: str | None = None,
-    raw: bytes | None = None,
-) -> Response:
-    return app.call(
-        "put_user",
-        method="PUT",
-        url=f"/users/{user_key}",
-        token=token or app.tokens.admin_app(),
-        json_body=body,
-        body=raw,
-        headers={"content-type": "application/json"},
-        route_params={"userKey": user_key},
-    )
-
-
-def add_user(
-    app: FunctionCaller, upn: str | None = None, *, enabled: bool = True, user_key: str | None = None
-) -> tuple[str, str]:
-    """A directory user added through `PUT /users`; its key is the one `app.tokens.user(upn)` signs unless
-    given. Returns (userKey, upn)."""
-    upn = (upn or new_upn()).lower()
-    user_key = user_key or key_of(upn)
-    response = put_user(app, user_key, {"upn": upn, "displayName": "Test User", "accountEnabled": enabled})
-    assert response.status in (200, 201), response.body
-    return user_key, upn
-
-
-def new_user(app: FunctionCaller, *, enabled: bool = True, upn: str | None = None) -> DirectoryUser:
-    """A directory user whose key is the `oid` that `app.tokens.user(upn)` signs, so they can sign in too."""
-    upn = (upn or f"u-{uuid.uuid4().hex[:10]}@contoso.com").lower()
-    user = DirectoryUser(user_key=key_of(upn), upn=upn, display_name="A user", account_enabled=enabled)
-    app.runtime.user_registry.put(TEST_TENANT, user)
-    return user
-
-
-# --- assignments --------------------------------------------------------------------------------------
-
-
-def new_body(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "targetType": "chat",
-        "targetId": "chat-1",
-        "assigneeEmail": ASSIGNEE,
-        "completionCriteria": "chat_visited",
-    }
-    body.update(overrides)
-    return body
-
-
-def create(
-    app: FunctionCaller, body: dict[str, Any], *, token: str | None = None, register: bool = True, **kw: Any
-) -> Response:
-    """POST /assignments, by default as ORIGINATOR. The users the body names are put in the directory
-    first (keys from `key_of`), unless `register` is False."""
-    if register:
-        for field in ("assigneeEmail", "originatorEmail"):
-            value = body.get(field)
-            if isinstance(value, str) and "@" in value:
-                known_user(app, value)
-    return app.call(
-        "create_assignment",
-        method="POST",
-        url="/assignments",
-        token=token or app.tokens.user(ORIGINATOR),
-        json_body=body,
-        **kw,
-    )
-
-
-def new_assignment(app: FunctionCaller, **overrides: Any) -> dict[str, Any]:
-    response = create(app, new_body(**overrides))
-    assert response.status == 201, response.body
-    return response.json()  # type: ignore[no-any-return]
-
-
-def new_task(app: FunctionCaller, **overrides: Any) -> dict[str, Any]:
-    """An unassigned task of ORIGINATOR's, claimable by members of GROUP."""
-    body = new_body(taskKey="review", candidateGroups=[GROUP], **overrides)
-    del body["assigneeEmail"]
-    response = create(app, body)
-    assert response.status == 201, response.body
-    return response.json()  # type: ignore[no-any-return]
-
-
-def get(app: FunctionCaller, assignment_id: str, token: str) -> Response:
-    return app.call(
-        "get_assignment", url=f"/assignments/{assignment_id}", token=token, route_params={"id": assignment_id}
-    )
-
-
-def assert_problem(response: Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status == status, response.body
-    assert response.content_type.startswith("application/problem+json")
-    problem = response.json()
-    assert problem["status"] == status
-    assert problem["code"] == code
-    assert {"type", "title", "detail", "traceId"} <= problem.keys()
-    return problem  # type: ignore[no-any-return]
-
-
-def ok(response: Response, status: int = 200) -> dict[str, Any]:
-    assert response.status == status, response.body
-    body: dict[str, Any] = response.json()
-    assert set(body) == PUBLIC_FIELDS
-    assert response.headers["etag"] == body["_etag"]
-    return body
-
-
-# --- writes -------------------------------------------------------------------------------------------
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def now_iso(offset: timedelta = timedelta()) -> str:
-    return iso(datetime.now(UTC) + offset)
-
-
-def act(
-    app: FunctionCaller,
-    action: str,
-    assignment_id: str,
-    body: dict[str, Any] | None = None,
-    *,
-    token: str | None = None,
-    headers: dict[str, str] | None = None,
-    raw: bytes | None = None,
-) -> Response:
-    """POST /assignments/{id}/{action}; by default the originator acts, with a JSON body when one is given."""
-    return app.call(
-        ACTIONS[action],
-        method="POST",
-        url=f"/assignments/{assignment_id}/{action}",
-        token=token or app.tokens.user(ORIGINATOR),
-        json_body=body,
-        body=raw,
-        headers=headers,
-        route_params={"id": assignment_id},
-    )
-
-
-def post_event(
-    app: FunctionCaller,
-    assignment_id: str,
-    kind: str,
-    *,
-    token: str | None = None,
-    event_id: str | None = None,
-    **fields: Any,
-) -> Response:
-    body = {"eventId": event_id or uuid.uuid4().hex, "type": kind, "occurredAt": now_iso(), **fields}
-    return act(app, "events", assignment_id, body, token=token or app.tokens.user(ASSIGNEE))
-
-
-def patch(
-    app: FunctionCaller,
-    assignment_id: str,
-    body: dict[str, Any],
-    *,
-    if_match: str | None,
-    token: str | None = None,
-    content_type: str = "application/merge-patch+json",
-    headers: dict[str, str] | None = None,
-) -> Response:
-    all_headers = {"content-type": content_type, **(headers or {})}
-    if if_match is not None:
-        all_headers["if-match"] = if_match
-    return app.call(
-        "edit_assignment",
-        method="PATCH",
-        url=f"/assignments/{assignment_id}",
-        token=token or app.tokens.user(ORIGINATOR),
-        json_body=body,
-        headers=all_headers,
-        route_params={"id": assignment_id},
-    )
-
-
-def delegate(
-    app: FunctionCaller,
-    assignment_id: str,
-    body: dict[str, Any] | None = None,
-    *,
-    token: str | None = None,
-    headers: dict[str, str] | None = None,
-    raw: bytes | None = None,
-) -> Response:
-    """POST /assignments/{id}/delegate, by default as ASSIGNEE."""
-    return app.call(
-        "delegate_assignment",
-        method="POST",
-        url=f"/assignments/{assignment_id}/delegate",
-        token=token or app.tokens.user(ASSIGNEE),
-        json_body=body,
-        body=raw,
-        headers={"content-type": "application/json", **(headers or {})},
-        route_params={"id": assignment_id},
-    )
-
-
-def txn(
-    app: FunctionCaller,
-    operation: str,
-    params: dict[str, Any] | None = None,
-    *,
-    token: str | None = None,
-    body: Any = None,
-    **kw: Any,
-) -> Response:
-    """POST to txn/assign or txn/unassign; `params` is wrapped in the seed's `{"params": ...}`."""
-    return app.call(
-        f"txn_{operation}",
-        method="POST",
-        url=f"{TXN}/{operation}",
-        token=token or app.tokens.user(ORIGINATOR),
-        json_body={"params": params} if body is None else body,
-        **kw,
-    )
-
-
-def assign(app: FunctionCaller, submit_key: Any, user_key: Any, **kw: Any) -> Response:
-    return txn(app, "assign", {"submitKey": submit_key, "userKey": user_key}, **kw)
-
-
-def unassign(app: FunctionCaller, submit_key: Any, **kw: Any) -> Response:
-    return txn(app, "unassign", {"submitKey": submit_key}, **kw)
-
-
-# --- stored documents ---------------------------------------------------------------------------------
-
-
-def stored(app: FunctionCaller, assignment_id: str, *, tenant: str = TEST_TENANT) -> AssignmentDocument | None:
-    return app.runtime.store.read(tenant, assignment_id)
-
-
-def stored_doc(app: FunctionCaller, assignment_id: str) -> AssignmentDocument:
-    document = stored(app, assignment_id)
-    assert document is not None
-    return document
-
-
-def change_stored(app: FunctionCaller, assignment_id: str, **fields: Any) -> None:
-    """Put the assignment into a state no route reaches (e.g. a persisted expiry), bypassing the routes."""
-    document = stored_doc(app, assignment_id)
-    changed = document.model_copy(update=fields)
-    app.runtime.assignments_container.replace_item(document.id, changed.to_cosmos())
-
-
-def successors_of(app: FunctionCaller, assignment_id: str) -> list[dict[str, Any]]:
-    root = assignment_id.split(".")[0]
-    items = app.runtime.assignments_container.query_items(
-        "SELECT * FROM c WHERE c.delegatedFrom = @id",
-        parameters=[{"name": "@id", "value": assignment_id}],
-        partition_key=f"{TEST_TENANT}:{root}",
-    )
-    return list(items)
-
-
-def version_of(app: FunctionCaller, assignment_id: str) -> int:
-    return stored_doc(app, assignment_id).version
-
-
-def outbox_types(app: FunctionCaller, assignment_id: str) -> list[str]:
-    return [event.type for event in stored_doc(app, assignment_id).outbox]
+"""The requests tests share live in `localhost.scenarios` (the benches use them too); tests import them here."""
+
+from localhost.scenarios import (
+    ACTIONS,
+    ASSIGNEE,
+    ASSIGNEE_OID,
+    GROUP,
+    JSON,
+    ORIGINATOR,
+    PUBLIC_FIELDS,
+    TXN,
+    act,
+    add_user,
+    assert_problem,
+    assign,
+    change_stored,
+    create,
+    delegate,
+    get,
+    iso,
+    key_of,
+    known_user,
+    new_assignment,
+    new_body,
+    new_task,
+    new_upn,
+    new_user,
+    now_iso,
+    ok,
+    outbox_types,
+    patch,
+    post_event,
+    put_user,
+    stored,
+    stored_doc,
+    successors_of,
+    txn,
+    unassign,
+    version_of,
+)
+
+__all__ = [
+    "ACTIONS",
+    "ASSIGNEE",
+    "ASSIGNEE_OID",
+    "GROUP",
+    "JSON",
+    "ORIGINATOR",
+    "PUBLIC_FIELDS",
+    "TXN",
+    "act",
+    "add_user",
+    "assert_problem",
+    "assign",
+    "change_stored",
+    "create",
+    "delegate",
+    "get",
+    "iso",
+    "key_of",
+    "known_user",
+    "new_assignment",
+    "new_body",
+    "new_task",
+    "new_upn",
+    "new_user",
+    "now_iso",
+    "ok",
+    "outbox_types",
+    "patch",
+    "post_event",
+    "put_user",
+    "stored",
+    "stored_doc",
+    "successors_of",
+    "txn",
+    "unassign",
+    "version_of",
+]

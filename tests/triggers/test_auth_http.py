@@ -14,6 +14,14 @@ from tests.support.api import ORIGINATOR, create, new_assignment, new_body, post
 from tests.support.app import TEST_TENANT, FunctionCaller
 from tests.support.tokens import JwksServer, SigningKey, TokenFactory, v1_issuer, v2_issuer
 
+
+def forger(app: FunctionCaller) -> TokenFactory:
+    """The session's token factory, which the tests' fixture builds with the forgeries a validator refuses."""
+    factory = app.tokens.factory
+    assert isinstance(factory, TokenFactory)
+    return factory
+
+
 OTHER_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
 UNPUBLISHED_KEY = SigningKey()
 NOW = int(time.time())
@@ -52,7 +60,7 @@ def test_bad_tokens_get_401(app: FunctionCaller, case: str) -> None:
     response = app.call(
         "get_assignment",
         url="/assignments/x",
-        token=BAD_TOKENS[case](app.tokens.factory),
+        token=BAD_TOKENS[case](forger(app)),
         route_params={"id": "x"},
     )
     assert response.status == 401, (case, response.body)
@@ -71,9 +79,7 @@ def test_bad_tokens_get_401(app: FunctionCaller, case: str) -> None:
     ids=["user without scope", "user without scp", "app without role", "app with another role"],
 )
 def test_missing_scope_or_role_gets_403(app: FunctionCaller, make_token: Callable[[TokenFactory], str]) -> None:
-    response = app.call(
-        "get_assignment", url="/assignments/x", token=make_token(app.tokens.factory), route_params={"id": "x"}
-    )
+    response = app.call("get_assignment", url="/assignments/x", token=make_token(forger(app)), route_params={"id": "x"})
     assert response.status == 403
     assert response.json()["code"] == "forbidden"
 
@@ -167,7 +173,7 @@ def test_a_token_neither_user_nor_app_may_not_report(
     app: FunctionCaller, make_token: Callable[[TokenFactory], str]
 ) -> None:
     created = new_assignment(app, completionCriteria="manual")
-    response = post_event(app, created["id"], "visited", token=make_token(app.tokens.factory))
+    response = post_event(app, created["id"], "visited", token=make_token(forger(app)))
     assert response.status == 401, response.body
     assert response.json()["code"] == "unauthenticated"
     assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'

@@ -22,7 +22,7 @@ from core.models import AssignmentDocument, IdempotencyRecord, format_timestamp
 from core.services import Command, Deps, assign_task
 from core.settings import Settings
 from core.store import AssignmentStore
-from tests.conftest import IsolatedSettings, make_settings
+from localhost.stack import IsolatedSettings, make_settings
 from tests.support.api import (
     GROUP,
     JSON,
