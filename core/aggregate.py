@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from core.auth import Principal
     from core.directory import DirectoryUser
 
-# The actor the timer writes as (CONTRACTS "Timer").
+# The actor the timer writes as (docs/api-rules.md, "Timer: expiry and reminders").
 SYSTEM_ACTOR = "system:timer"
 # How many versions of outbox events a document keeps: enough for the change feed to see them.
 OUTBOX_VERSIONS_KEPT = 50
@@ -519,7 +519,8 @@ def delegate(original: AssignmentDocument, ctx: Context, request: DelegateReques
 
 
 def expire(document: AssignmentDocument, ctx: Context) -> Decision:
-    """The timer persists `expired` once `now >= expiresAt` (CONTRACTS "Timer"); anything else is left."""
+    """The timer persists `expired` once `now >= expiresAt`
+    (docs/api-rules.md, "Timer: expiry and reminders"); anything else is left."""
     if not is_active(document) or document.expires_at is None or ctx.now < document.expires_at:
         return Decision.unchanged(document)
     new = _next_version(document, ctx, actor=SYSTEM_ACTOR)

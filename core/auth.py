@@ -2,7 +2,7 @@
 
 The service validates every token itself (every HTTP function is `AuthLevel.ANONYMOUS`), so this module
 is the whole of authentication: it turns an `Authorization` header into a `Principal`, or refuses it with
-`Unauthenticated` (401). The route-level "may this caller use the API at all" checks from CONTRACTS.md
+`Unauthenticated` (401). The route-level "may this caller use the API at all" checks from docs/api-rules.md
 ("Who may do what") live here too; per-assignment rules belong to the use cases.
 
 Nothing here reads settings or knows about HTTP frameworks: the composition root builds one `JwksCache`
@@ -51,9 +51,10 @@ _ALGORITHM = "RS256"
 class Principal:
     """The authenticated caller, as the validated token describes it.
 
-    `oid` is the caller's user key (CONTRACTS "Identity"); for an app-only token it is the object id of
-    the calling app's service principal. `upn` is `preferred_username` (v2) or `upn` (v1), lower-cased;
-    the `email` claim is never used, because users can set it to anything in some tenants.
+    `oid` is the caller's user key (docs/api-rules.md, "Identity and tenancy"); for an app-only token it
+    is the object id of the calling app's service principal. `upn` is `preferred_username` (v2) or `upn`
+    (v1), lower-cased; the `email` claim is never used, because users can set it to anything in some
+    tenants.
 
     `groups` holds the object ids from the `groups` claim. **Groups overage:** Entra omits the `groups`
     claim for a user in more than 200 groups (it sends `_claim_names`/`hasgroups` instead), so such a
@@ -89,7 +90,8 @@ class Principal:
 
     @property
     def is_reporter(self) -> bool:
-        """Only an application reports progress for others (CONTRACTS); a user holding the role is not one."""
+        """Only an application reports progress for others (docs/api-rules.md, "Who may do what"); a user
+        holding the role is not one."""
         return self.is_app_only and ROLE_REPORT in self.roles
 
 
@@ -377,7 +379,7 @@ class TokenValidator:
 
 
 def _is_app_only(claims: Mapping[str, Any], *, oid: str, has_scp: bool) -> bool:
-    """Whether the token was issued to an application acting as itself (CONTRACTS "App-only tokens").
+    """Whether the token was issued to an application acting as itself (docs/api-rules.md, "Identity and tenancy").
 
     `idtyp` is authoritative when the app registration asks Entra to emit it. Without it, the absence of
     `scp` alone is not enough: a user token stripped of its scopes would pass for an app and inherit an
@@ -414,7 +416,7 @@ def bearer_token(authorization: str | None) -> str:
 
 
 def require_access(principal: Principal, *, allow_reporter: bool = False) -> None:
-    """May this caller use the API at all (CONTRACTS "Who may do what")?
+    """May this caller use the API at all (docs/api-rules.md, "Who may do what")?
 
     Users need the `Assignments.ReadWrite` scope; apps need a role, since app-only tokens carry no
     scopes. Admins pass either way. Whether the caller may touch a given assignment is decided later.

@@ -11,7 +11,7 @@ seed's `{errorKey, error}` body for the txn routes).
     │                              the assignment but not perform the operation  403
     ├── RequestError               the request itself is unusable
     │   ├── InvalidRequest         not JSON, wrong content type, not an object   400
-    │   │   └── TxnRequestError    a txn body breaks a rule of seed 003; `code`
+    │   │   └── TxnRequestError    a txn body breaks a rule of docs/api-rules.md, "The txn routes"; `code`
     │   │       │                  is the seed's errorKey                        400
     │   │       ├── InvalidRequestAttribute  a top-level attribute besides `params`
     │   │       ├── InvalidAssignAttribute   a `params` attribute the route does not take
@@ -85,7 +85,8 @@ class InvalidRequest(RequestError):
 
 
 class TxnRequestError(InvalidRequest):
-    """A txn request (seed 003) that breaks one of the seed's own body rules; `code` is its errorKey."""
+    """A txn request that breaks one of the seed's own body rules (docs/api-rules.md, "The txn routes");
+    `code` is its errorKey."""
 
 
 class InvalidRequestAttribute(TxnRequestError):

@@ -1,7 +1,7 @@
 """Input hygiene: the rules every model applies to what it accepts and what it stores.
 
-This module is the code of CONTRACTS "Model" (Timestamps, Targets) and "Input hygiene and limits", and
-this docstring is their documentation. It is pure: no I/O, no `azure.functions`.
+This module is the code of docs/api-rules.md, "Model" (Timestamps, Targets) and "Input hygiene and
+limits", and this docstring is their documentation. It is pure: no I/O, no `azure.functions`.
 
 The principle is *nothing unreadable is ever stored*: every type here accepts exactly what it produces, so
 a value that passed validation, written as JSON and read back, validates again to an equal value. The

@@ -14,10 +14,9 @@ enforce are written down in docs/api-rules.md.
 
 from __future__ import annotations
 
-import json
-import re
+import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -27,15 +26,26 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     Strict,
     StrictBool,
     StrictInt,
     StringConstraints,
-    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+
+from core.hygiene import (
+    FreeText,
+    Identifier,
+    JsonObject,
+    TargetId,
+    Timestamp,
+    TimestampInput,
+    Upn,
+    format_timestamp,
+)
+
+__all__ = ["Timestamp", "TimestampInput", "Upn", "format_timestamp"]
 
 DOC_TYPE_ASSIGNMENT = "assignment"
 DOC_TYPE_IDEMPOTENCY = "idempotencyRecord"
@@ -68,75 +78,21 @@ class Status(StrEnum):
     DELEGATED = "delegated"
 
 
-def format_timestamp(value: datetime) -> str:
-    """RFC 3339 UTC with milliseconds and `Z`, the one format every timestamp is stored and shown in."""
-    utc = value.astimezone(UTC)
-    # Not strftime("%Y"): glibc does not pad years before 1000 to four digits.
-    return (
-        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
-        f".{utc.microsecond // 1000:03d}Z"
-    )
-
-
-def _require_zone(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("must include a time zone (e.g. Z or +01:00)")
-    try:
-        in_utc = value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("is out of the supported range") from None
-    # Milliseconds are the stored precision; truncating here keeps comparisons honest after a round trip.
-    return in_utc.replace(microsecond=(value.microsecond // 1000) * 1000)
-
-
-Timestamp = Annotated[datetime, AfterValidator(_require_zone), PlainSerializer(format_timestamp, return_type=str)]
-
-
-RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}")
-
-
-def _require_text(value: object) -> object:
-    # Pydantic would also take numbers, and digit strings, as Unix times: callers must send RFC 3339.
-    if not isinstance(value, str) or not RFC3339_START.match(value):
-        raise ValueError("must be an RFC 3339 date-time string such as 2030-01-31T17:00:00Z")
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
     return value
 
 
-# What callers send: only a string with a zone, never a number of seconds or a naive time.
-TimestampInput = Annotated[Timestamp, BeforeValidator(_require_text)]
-
-UPN_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-def _normalize_upn(value: str) -> str:
-    value = value.strip().lower()
-    if not UPN_PATTERN.match(value) or len(value) > 320:
-        raise ValueError("must be a user principal name such as user@contoso.com")
-    return value
-
-
-Upn = Annotated[str, AfterValidator(_normalize_upn)]
 ROOT_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 AssignmentId = Annotated[str, StringConstraints(pattern=rf"^{ROOT_ID_PATTERN}$")]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=512)]
-LongText = Annotated[str, StringConstraints(max_length=MAX_REASON_LENGTH)]
-Score = Annotated[float, Strict(), Field(ge=0, le=100)]
+# Short free text (titles, names, versions) and long free text (messages, reasons, notes).
+ShortText = Annotated[str, FreeText(512, min_length=1)]
+LongText = Annotated[str, FreeText(MAX_REASON_LENGTH)]
+# Opaque keys and labels: `taskKey`, candidate groups, `scheduleId`.
+Label = Annotated[str, Identifier(512)]
+Score = Annotated[float, Strict(), Field(ge=0, le=100), AfterValidator(_finite)]
 AttemptCount = Annotated[StrictInt, Field(ge=1, le=1000)]
-# An event's outcome is stored in the assignment; bounding it keeps documents far below Cosmos's limit.
-MAX_OUTCOME_BYTES = 8 * 1024
-MAX_OUTCOME_DEPTH = 32
-
-
-def _json_depth(value: object) -> int:
-    """How deeply a JSON value nests, without recursion (a hostile body may nest a thousand levels)."""
-    deepest, pending = 0, [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            children = item.values() if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in children)
-    return deepest
 
 
 class CamelModel(BaseModel):
@@ -163,7 +119,7 @@ class CreateRequest(RequestModel):
 
     id: AssignmentId | None = None
     target_type: TargetType
-    target_id: ShortText
+    target_id: TargetId
     assignee_email: Upn | None = None
     originator_email: Upn | None = None
     completion_criteria: CompletionCriteria
@@ -177,9 +133,9 @@ class CreateRequest(RequestModel):
     allow_rejection: StrictBool = False
     allow_delegation: StrictBool = True
     pass_score: Score | None = None
-    task_key: ShortText | None = None
-    candidate_groups: Annotated[list[ShortText], Field(max_length=100)] = Field(default_factory=list)
-    schedule_id: ShortText | None = None
+    task_key: Label | None = None
+    candidate_groups: Annotated[list[Label], Field(max_length=100)] = Field(default_factory=list)
+    schedule_id: Label | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> CreateRequest:
@@ -320,8 +276,12 @@ class AssignmentDocument(AssignmentFields):
         return Assignment.model_validate(self.model_dump(include=set(_PUBLIC_FIELDS)))
 
     def to_cosmos(self) -> dict[str, Any]:
-        """The JSON body to write; system properties are Cosmos's to set."""
-        return self.model_dump(mode="json", by_alias=True, exclude={"ts", "etag"})
+        """The JSON body to write; system properties are Cosmos's to set. It is validated as the read side
+        will read it, so nothing that could not be read back is ever stored (a bug here is a 500 that
+        writes nothing, never a poisoned document)."""
+        body = self.model_dump(mode="json", by_alias=True, exclude={"ts", "etag"})
+        AssignmentDocument.model_validate(body)
+        return body
 
 
 def root_id_of(assignment_id: str) -> str:
@@ -348,24 +308,13 @@ class EventType(StrEnum):
 class EventRequest(RequestModel):
     """The body of `POST /assignments/{id}/events`. `occurredAt` supplies the attempt's timestamps."""
 
-    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    event_id: Annotated[str, Identifier(128)]
     type: EventType
     occurred_at: TimestampInput
-    chat_log_id: ShortText | None = None
+    chat_log_id: Annotated[str, Identifier(512)] | None = None
     score: Score | None = None
-    outcome_data: dict[str, Any] | None = None
+    outcome_data: JsonObject | None = None
     note: LongText | None = None
-
-    @field_validator("outcome_data")
-    @classmethod
-    def _bounded_outcome(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return value
-        if _json_depth(value) > MAX_OUTCOME_DEPTH:
-            raise ValueError(f"must nest at most {MAX_OUTCOME_DEPTH} levels deep")
-        if len(json.dumps(value, separators=(",", ":"))) > MAX_OUTCOME_BYTES:
-            raise ValueError(f"must be at most {MAX_OUTCOME_BYTES // 1024} KiB of JSON")
-        return value
 
     @model_validator(mode="after")
     def _outcome_only_when_completed(self) -> EventRequest:
@@ -452,14 +401,15 @@ class UserRequest(RequestModel):
     """The body of `PUT /users/{userKey}`."""
 
     upn: Upn
-    display_name: Annotated[str, StringConstraints(max_length=256)] | None = None
+    display_name: Annotated[str, FreeText(256)] | None = None
     account_enabled: StrictBool = True
 
 
 @dataclass(frozen=True)
 class TxnAssignRequest:
-    """The `params` of `POST /workspaces/secure/api/v1/txn/assign` (seed 003), parsed by the seed's rules
-    (`core.services.txn.parse_assign_request`), which pydantic's error order cannot express."""
+    """The `params` of `POST /workspaces/secure/api/v1/txn/assign` (docs/api-rules.md, "The txn routes"),
+    parsed by the seed's rules (`core.services.txn.parse_assign_request`), which pydantic's error order
+    cannot express."""
 
     submit_key: str
     user_key: str

@@ -161,13 +161,13 @@ def check_readable(principal: Principal, assignment: AssignmentDocument) -> None
         raise NotVisible(f"Assignment {assignment.id} was not found")
 
 
-# --- the txn routes (seed 003): who has access to a task -------------------------------------------
+# --- the txn routes (docs/api-rules.md, "The txn routes"): who has access to a task ----------------------
 
 
 def may_txn_assign(principal: Principal, assignment: AssignmentDocument) -> bool:
     """Admins, the originator, `assignedBy`, and, while the task is unassigned, candidate-group members
-    (CONTRACTS, "Who may do what"). A member who tries to claim a task someone else just took is told
-    `accessDenied`, as for anyone the task is no longer offered to."""
+    (docs/api-rules.md, "Who may do what"). A member who tries to claim a task someone else just took is
+    told `accessDenied`, as for anyone the task is no longer offered to."""
     return (
         principal.is_admin
         or is_originator(principal, assignment)

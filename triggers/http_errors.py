@@ -1,7 +1,8 @@
 """The one table that maps domain errors to HTTP responses.
 
-Two renderings share it: `application/problem+json` for our own routes (CONTRACTS.md), and the seed's
-`{"errorKey", "error"}` body for the txn routes (seed 003), whose keys and messages are the seed's own.
+Two renderings share it: `application/problem+json` for our own routes
+(docs/api-rules.md, "Errors of our own routes"), and the seed's `{"errorKey", "error"}` body for the txn
+routes (docs/api-rules.md, "The txn routes"), whose keys and messages are the seed's own.
 An error not in the table is a bug: it is logged with a numeric error-log id and answered 500, and
 nothing internal reaches the caller.
 """

@@ -16,7 +16,8 @@ import azure.functions as func
 
 from core.auth import Principal, require_access
 from core.bootstrap import Runtime, get_runtime
-from core.errors import InvalidRequest, PayloadTooLarge
+from core.errors import FieldError, InvalidRequest, PayloadTooLarge, ValidationFailed
+from core.hygiene import InvalidJson, JsonValueError, json_loads_strict
 from core.services import Command, Outcome, UseCase
 from triggers.http_errors import problem_response, txn_error_response
 
@@ -82,11 +83,6 @@ def trace_id_of(req: func.HttpRequest) -> str:
     return uuid.uuid4().hex
 
 
-def _refuse_non_json_constant(name: str) -> object:
-    # Python's json accepts NaN and Infinity; JSON does not, and Cosmos would store them as null.
-    raise ValueError(f"{name} is not JSON")
-
-
 def json_body(req: func.HttpRequest, *, content_types: tuple[str, ...] = JSON_TYPES, allow_empty: bool = False) -> Any:
     """The parsed JSON object of the body; `None` for an empty body when `allow_empty`."""
     raw = req.get_body() or b""
@@ -97,13 +93,15 @@ def json_body(req: func.HttpRequest, *, content_types: tuple[str, ...] = JSON_TY
     media_type = (req.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
     if media_type not in content_types:
         raise InvalidRequest(f"Content-Type must be {' or '.join(content_types)}")
+    # I-JSON only (docs/api-rules.md, "Input hygiene and limits"): broken JSON is 400; a number no double
+    # holds exactly (`1e400`, 2**64) or a lone surrogate is a 422 naming the field, never a silent null.
     try:
-        body = json.loads(raw, parse_constant=_refuse_non_json_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidRequest("The request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object")
-    return body
+        return json_loads_strict(raw, require_object=True)
+    except InvalidJson as error:
+        raise InvalidRequest(str(error)) from None
+    except JsonValueError as error:
+        fields = [FieldError(problem.field or "body", problem.message) for problem in error.problems]
+        raise ValidationFailed(f"The request is not valid: {error}", fields) from None
 
 
 def authenticate(req: func.HttpRequest, *, allow_reporter: bool = False) -> tuple[Principal, Runtime]:

@@ -1,4 +1,5 @@
-"""HTTP triggers of the txn routes (seed 003): assign and unassign a task, in the seed's error format."""
+"""HTTP triggers of the txn routes (docs/api-rules.md, "The txn routes"): assign and unassign a task, in
+the seed's error format."""
 
 import azure.functions as func
 

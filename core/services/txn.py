@@ -1,4 +1,5 @@
-"""Use cases of the txn routes (seed 003): assign a task to a directory user, and unassign it.
+"""Use cases of the txn routes (docs/api-rules.md, "The txn routes"): assign a task to a directory user,
+and unassign it.
 
 The seed fixes the body, `{"params": {...}}`, and the order in which its errors are reported
 (docs/api-rules.md, "The txn routes"). The body's own checks are pure (`parse_assign_request`,
