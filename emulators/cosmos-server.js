@@ -4,7 +4,7 @@
 // Launches @vercel/cosmosdb-server 1.0.1 on plain HTTP with keep-alive, after patching its handlers in-process so
 // that it behaves like Cosmos DB where our code depends on it (see shared FACTS.md for the measured gaps):
 // 404 for missing items, 404 with substatus 1003 under a missing container or database, quoted entity tags,
-// atomic transactional batches, partition-scoped queries, an incremental change feed, TTL, and an account document
+// Cosmos's id rules, atomic transactional batches, partition-scoped queries, an incremental change feed, TTL, and an account document
 // that advertises http:// endpoints so SDK endpoint discovery also works.
 // Patching the library's modules (instead of forking it) keeps the exact pinned npm package as the base.
 //
@@ -42,6 +42,9 @@ const PRECONDITION_MESSAGE = "Operation cannot be performed because one of the s
 const PK_HEADER = "x-ms-documentdb-partitionkey";
 
 const fail = (statusCode, message) => ({ statusCode, body: { code: ERROR_CODES[statusCode], message } });
+// A write refused before anything is touched; thrown from inside a write, answered with its status (in a batch, as
+// that operation's status).
+const refusal = (statusCode, message) => Object.assign(new Error(message), { refusal: statusCode });
 
 // Records undo entries while a batch runs, so a failed batch can be rolled back in O(touched keys).
 class JournaledMap extends Map {
@@ -77,6 +80,24 @@ Items.prototype._set = function _set(data) {
 // If-Match as Cosmos applies it to a write: "*" passes for any current version, otherwise the entity tag must equal the
 // stored one exactly, quotes included (the library compared, but knew no "*").
 const ifMatchFails = (ifMatch, existing) => Boolean(ifMatch) && ifMatch !== "*" && ifMatch !== existing._etag;
+
+// ---- Item ids. The rule our service holds itself to (CONTRACTS): at most 255 characters, none of / \ ? #. Azure is
+// laxer: it takes 1023 bytes ("less than '1024' characters") and stores ids with / \ ? # -- but such an item can then
+// not be read, replaced or deleted by its URL (azure-cosmos-dotnet-v3 issues 2573, 2606, 4129), and the Python SDK
+// refuses / \ ? # itself on create, upsert and replace, though not inside a batch. Refusing them here, with the 400
+// BadRequest the service gives an invalid id, stops an id that would strand a document in production.
+const MAX_ID_CHARACTERS = 255;
+const RESERVED_ID_CHARACTERS = /[/\\?#]/;
+
+function checkItem(body) {
+  const id = body && typeof body === "object" ? body.id : undefined;
+  if (id === undefined || id === null || id === "") return; // the library answers "missing id"
+  if (typeof id !== "string") throw refusal(400, "The id of an item must be a string.");
+  if ([...id].length > MAX_ID_CHARACTERS || RESERVED_ID_CHARACTERS.test(id)) {
+    throw refusal(400, `The input name '${id}' is invalid. Ensure to provide a unique non-empty string less than `
+      + `'${MAX_ID_CHARACTERS + 1}' characters, without '/', '\\', '?' or '#'.`);
+  }
+}
 
 // ---- Effective partition key (Hash V2), needed because the SDK scopes a partition's change feed by EPK range.
 const MASK64 = (1n << 64n) - 1n;
@@ -329,12 +350,14 @@ function readDocument(account, req, res, params) {
 
 async function createDocument(account, req, res, params) {
   const body = await readJson(req);
+  checkItem(body);
   const collection = getCollection(account, params);
   return send(res, docOps.createOperation(collection, { resourceBody: body }));
 }
 
 async function upsertDocument(account, req, res, params) {
   const body = await readJson(req);
+  checkItem(body);
   const collection = getCollection(account, params);
   const raw = rawPartitionKey(req);
   const id = body && body.id;
@@ -345,6 +368,7 @@ async function upsertDocument(account, req, res, params) {
 
 async function replaceDocument(account, req, res, params) {
   const body = await readJson(req);
+  checkItem(body);
   const collection = getCollection(account, params);
   const raw = rawPartitionKey(req);
   const existing = collection.document(params.docId, lookupPartition(raw, params.docId)).read();
@@ -466,6 +490,7 @@ function runBatchOperation(collection, op, headerPk) {
   const type = op.operationType;
   const id = ["Create", "Upsert"].includes(type) ? body && body.id : op.id;
   if (body && ["Create", "Upsert", "Replace"].includes(type)) {
+    checkItem(body);
     const predicate = partitionPredicate(raw);
     if (predicate && !predicate(collection.documents._getPartition(body))) {
       return fail(400, "Partition key provided either doesn't correspond to definition in the collection "
@@ -508,7 +533,13 @@ async function batchDocuments(account, req, res, params) {
   const results = [];
   try {
     for (const op of ops) {
-      const result = runBatchOperation(collection, op || {}, rawPartitionKey(req));
+      let result;
+      try {
+        result = runBatchOperation(collection, op || {}, rawPartitionKey(req));
+      } catch (err) {
+        if (!err.refusal) throw err;
+        result = fail(err.refusal, err.message);
+      }
       results.push(result);
       if (result.statusCode >= 400) break;
     }
@@ -552,6 +583,7 @@ const route = lib("routes").default; // must load after the overrides: it captur
 
 // ---- HTTP plumbing (replaces the library's request handler: keep-alive, http URLs, Cosmos error bodies).
 function errorStatus(err) {
+  if (err.refusal) return err.refusal;
   if (err.badRequest || err instanceof SyntaxError) return 400;
   if (err.conflict) return 409;
   if (err.notFound) return 404;

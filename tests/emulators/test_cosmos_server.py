@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
+from azure.cosmos import _base as cosmos_sdk_base
 from azure.cosmos.exceptions import (
     CosmosBatchOperationError,
     CosmosHttpResponseError,
@@ -197,6 +198,74 @@ def test_batch_preconditions_compare_the_quoted_etag(container: ContainerProxy) 
             [("upsert", ({"id": "b", "pk": "p"},), {"if_none_match_etag": results[1]["eTag"]})], partition_key="p"
         )
     assert error.value.status_code == 412
+
+
+# ---------------------------------------------------------------- ids
+
+WRITES_OF_AN_ID: dict[str, Callable[[ContainerProxy, str], object]] = {
+    "create": lambda c, item_id: c.create_item({"id": item_id, "pk": "p"}),
+    "upsert": lambda c, item_id: c.upsert_item({"id": item_id, "pk": "p"}),
+    "replace": lambda c, item_id: c.replace_item(item_id, {"id": item_id, "pk": "p"}),
+    "batch create": lambda c, item_id: c.execute_item_batch(
+        [("create", ({"id": item_id, "pk": "p"},))], partition_key="p"
+    ),
+    "batch upsert": lambda c, item_id: c.execute_item_batch(
+        [("create", ({"id": "ok", "pk": "p"},)), ("upsert", ({"id": item_id, "pk": "p"},))], partition_key="p"
+    ),
+    "batch replace": lambda c, item_id: c.execute_item_batch(
+        [("replace", (item_id, {"id": item_id, "pk": "p"}))], partition_key="p"
+    ),
+}
+
+
+def refusal_of(write: Callable[[], object]) -> tuple[int, str]:
+    """The status and message a write fails with; a batch reports its failing operation's."""
+    try:
+        write()
+    except CosmosBatchOperationError as error:  # not a CosmosHttpResponseError
+        failed = error.operation_responses[error.error_index]
+        return error.status_code or 0, str(failed.get("message", ""))
+    except CosmosHttpResponseError as error:
+        return error.status_code or 0, str(error.message)
+    raise AssertionError("the write succeeded")
+
+
+@pytest.mark.parametrize("operation", sorted(WRITES_OF_AN_ID))
+def test_an_id_over_255_characters_is_refused_with_400(container: ContainerProxy, operation: str) -> None:
+    status, message = refusal_of(lambda: WRITES_OF_AN_ID[operation](container, "x" * 256))
+    assert status == 400
+    assert "is invalid" in message
+    assert list(container.read_all_items()) == []
+
+
+def test_an_id_of_255_characters_is_accepted_and_counted_in_characters(container: ContainerProxy) -> None:
+    longest = "\U0001f600" * 255  # 255 characters, 1020 UTF-8 bytes, 510 UTF-16 code units
+    container.create_item({"id": longest, "pk": "p"})
+    container.create_item({"id": "x" * 255, "pk": "p"})
+
+    with pytest.raises(CosmosHttpResponseError) as error:
+        container.create_item({"id": "\U0001f600" * 256, "pk": "p"})
+
+    assert error.value.status_code == 400
+    assert "is invalid" in str(error.value.message)
+    assert sorted(ids(list(container.read_all_items()))) == sorted([longest, "x" * 255])
+
+
+@pytest.mark.parametrize("character", ["/", "\\", "?", "#"])
+@pytest.mark.parametrize("operation", sorted(WRITES_OF_AN_ID))
+def test_an_id_with_a_reserved_character_is_refused_with_400(
+    monkeypatch: pytest.MonkeyPatch, container: ContainerProxy, operation: str, character: str
+) -> None:
+    # The SDK refuses these ids itself (ValueError) before create, upsert and replace, though not in a batch; switch
+    # that client-side check off so the request reaches the server, as it would from another client.
+    monkeypatch.setattr(cosmos_sdk_base, "_validate_resource", lambda _resource: None)
+
+    status, message = refusal_of(lambda: WRITES_OF_AN_ID[operation](container, f"a{character}b"))
+
+    assert status == 400
+    if (operation, character) != ("replace", "/"):  # a / in a replace's URL leaves no route at all: also 400
+        assert "is invalid" in message
+    assert list(container.read_all_items()) == []
 
 
 # ---------------------------------------------------------------- transactional batch
