@@ -4,8 +4,8 @@
 // Launches @vercel/cosmosdb-server 1.0.1 on plain HTTP with keep-alive, after patching its handlers in-process so
 // that it behaves like Cosmos DB where our code depends on it (see shared FACTS.md for the measured gaps):
 // 404 for missing items, 404 with substatus 1003 under a missing container or database, quoted entity tags,
-// Cosmos's id rules, atomic transactional batches, partition-scoped queries, an incremental change feed, TTL, and an account document
-// that advertises http:// endpoints so SDK endpoint discovery also works.
+// Cosmos's id rules and 2 MB item limit, atomic transactional batches, partition-scoped queries, an incremental
+// change feed, TTL, and an account document that advertises http:// endpoints so SDK endpoint discovery also works.
 // Patching the library's modules (instead of forking it) keeps the exact pinned npm package as the base.
 //
 // Usage: node cosmos-server.js [--host 127.0.0.1] [--port 8081]   (port 0 picks a free port)
@@ -28,6 +28,7 @@ const docOps = lib("handler/_document-operations");
 const { patchOperation } = lib("handler/_patch-operations");
 const readItems = lib("handler/_read-items").default;
 const readJson = lib("json").default;
+const readBody = require(require.resolve("raw-body", { paths: [LIB] }));
 const trueHeader = lib("true-header").default;
 const cosmosQuery = require(require.resolve("@zeit/cosmosdb-query", { paths: [LIB] })).default;
 
@@ -81,6 +82,24 @@ Items.prototype._set = function _set(data) {
 // stored one exactly, quotes included (the library compared, but knew no "*").
 const ifMatchFails = (ifMatch, existing) => Boolean(ifMatch) && ifMatch !== "*" && ifMatch !== existing._etag;
 
+// ---- Item size. Cosmos refuses an item over 2 MB, "UTF-8 length of JSON representation" (learn.microsoft.com, Azure
+// Cosmos DB service quotas, per-item limits), with 413 RequestEntityTooLarge, "Request size is too large". The exact
+// bound is (2 * 1024 * 1024) - 1 bytes, "(maxResourceSize - resourceSizePadding) from Server settings.xml"
+// (azure-cosmos-dotnet-v3 BatchConstants.MaxResourceSizeInBytes): the item as the client writes it, the padding being
+// room for the system properties the server adds, which are therefore not counted.
+const MAX_ITEM_BYTES = 2 * 1024 * 1024 - 1;
+// A transactional batch's whole body: maxBatchRequestBodySize of the same server settings
+// (BatchConstants.MaxDirectModeBatchRequestBodySizeInBytes), room for one maximal item with its operation envelope.
+const MAX_BATCH_BODY_BYTES = 2202010;
+const TOO_LARGE_MESSAGE = "Request size is too large";
+const SERVER_PROPERTIES = ["_rid", "_self", "_etag", "_ts", "_attachments", "_lsn"];
+
+function checkSize(item) {
+  const written = { ...item };
+  SERVER_PROPERTIES.forEach(name => delete written[name]);
+  if (Buffer.byteLength(JSON.stringify(written), "utf8") > MAX_ITEM_BYTES) throw refusal(413, TOO_LARGE_MESSAGE);
+}
+
 // ---- Item ids. The rule our service holds itself to (CONTRACTS): at most 255 characters, none of / \ ? #. Azure is
 // laxer: it takes 1023 bytes ("less than '1024' characters") and stores ids with / \ ? # -- but such an item can then
 // not be read, replaced or deleted by its URL (azure-cosmos-dotnet-v3 issues 2573, 2606, 4129), and the Python SDK
@@ -89,8 +108,11 @@ const ifMatchFails = (ifMatch, existing) => Boolean(ifMatch) && ifMatch !== "*" 
 const MAX_ID_CHARACTERS = 255;
 const RESERVED_ID_CHARACTERS = /[/\\?#]/;
 
+// What Cosmos checks of an item a request carries before it looks at anything stored: size, then id.
 function checkItem(body) {
-  const id = body && typeof body === "object" ? body.id : undefined;
+  if (!body || typeof body !== "object" || Array.isArray(body)) return; // the library answers "missing id"
+  checkSize(body);
+  const { id } = body;
   if (id === undefined || id === null || id === "") return; // the library answers "missing id"
   if (typeof id !== "string") throw refusal(400, "The id of an item must be a string.");
   if ([...id].length > MAX_ID_CHARACTERS || RESERVED_ID_CHARACTERS.test(id)) {
@@ -170,6 +192,18 @@ class Documents extends BaseDocuments {
     this._index = new JournaledMap();
     this._meta = new JournaledMap(); // rid -> { lsn, writtenMs, epk }
     this._lsn = 0;
+  }
+
+  // Every stored write ends in create() or replace(); a patch's result is only known here, so the size is enforced
+  // here too, before anything changes.
+  create(data) {
+    checkSize(data);
+    return super.create(data);
+  }
+
+  replace(data, original) {
+    checkSize(data);
+    return super.replace(data, original);
   }
 
   _set(data) {
@@ -523,7 +557,9 @@ function runBatchOperation(collection, op, headerPk) {
 // Cosmos semantics: all operations share one partition and commit together; on failure the failing operation
 // reports its own status, every other one 424, and the HTTP status is 207.
 async function batchDocuments(account, req, res, params) {
-  const ops = await readJson(req);
+  const body = await readBody(req);
+  if (body.length > MAX_BATCH_BODY_BYTES) throw refusal(413, TOO_LARGE_MESSAGE); // the whole batch, not one operation
+  const ops = JSON.parse(body.toString("utf8"));
   const collection = getCollection(account, params);
   if (!Array.isArray(ops) || ops.length === 0) return send(res, fail(400, "Batch request has no operations."));
   if (ops.length > 100) return send(res, fail(400, "Batch request has more operations than what is supported."));

@@ -268,6 +268,92 @@ def test_an_id_with_a_reserved_character_is_refused_with_400(
     assert list(container.read_all_items()) == []
 
 
+# ---------------------------------------------------------------- item size
+
+MAX_ITEM_BYTES = 2 * 1024 * 1024 - 1  # Cosmos's bound: the item as written, without the server's system properties
+
+
+def item_of_size(item_id: str, size: int) -> Item:
+    """An item whose JSON, as the SDK sends it (compact, UTF-8), is exactly `size` bytes."""
+    item: Item = {"id": item_id, "pk": "p", "pad": ""}
+    item["pad"] = "x" * (size - len(json.dumps(item, separators=(",", ":")).encode()))
+    return item
+
+
+def test_an_item_of_exactly_the_maximum_size_is_stored(container: ContainerProxy) -> None:
+    container.create_item(item_of_size("a", MAX_ITEM_BYTES))
+    container.replace_item("a", item_of_size("a", MAX_ITEM_BYTES))
+    assert len(container.read_item("a", partition_key="p")["pad"]) == len(item_of_size("a", MAX_ITEM_BYTES)["pad"])
+
+
+OVERSIZED_WRITES: dict[str, Callable[[ContainerProxy], object]] = {
+    "create": lambda c: c.create_item(item_of_size("b", MAX_ITEM_BYTES + 1)),
+    "upsert": lambda c: c.upsert_item(item_of_size("a", MAX_ITEM_BYTES + 1)),
+    "replace": lambda c: c.replace_item("a", item_of_size("a", MAX_ITEM_BYTES + 1)),
+    # the patch itself is small; the item it would make is one byte over
+    "patch": lambda c: c.patch_item(
+        "a", "p", [{"op": "set", "path": "/pad", "value": item_of_size("a", MAX_ITEM_BYTES + 1)["pad"]}]
+    ),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(OVERSIZED_WRITES))
+def test_an_item_over_the_maximum_size_is_refused_with_413_and_nothing_is_written(
+    container: ContainerProxy, operation: str
+) -> None:
+    before = container.create_item({"id": "a", "pk": "p", "pad": ""})
+
+    with pytest.raises(CosmosHttpResponseError) as error:
+        OVERSIZED_WRITES[operation](container)
+
+    assert error.value.status_code == 413
+    assert "Request size is too large" in str(error.value.message)
+    assert list(container.read_all_items()) == [before]
+
+
+OVERSIZED_BATCH_OPERATIONS: dict[str, tuple[Any, ...]] = {
+    "create": ("create", (item_of_size("c", MAX_ITEM_BYTES + 1),)),
+    "upsert": ("upsert", (item_of_size("a", MAX_ITEM_BYTES + 1),)),
+    "replace": ("replace", ("a", item_of_size("a", MAX_ITEM_BYTES + 1))),
+    "patch": ("patch", ("a", [{"op": "set", "path": "/pad", "value": item_of_size("a", MAX_ITEM_BYTES + 1)["pad"]}])),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(OVERSIZED_BATCH_OPERATIONS))
+def test_an_oversized_item_fails_its_batch_operation_with_413_and_the_batch_is_not_applied(
+    container: ContainerProxy, operation: str
+) -> None:
+    before = container.create_item({"id": "a", "pk": "p", "pad": ""})
+
+    with pytest.raises(CosmosBatchOperationError) as error:
+        container.execute_item_batch(
+            [("create", ({"id": "b", "pk": "p"},)), OVERSIZED_BATCH_OPERATIONS[operation], ("delete", ("a",))],
+            partition_key="p",
+        )
+
+    assert (error.value.error_index, error.value.status_code) == (1, 413)
+    assert [r["statusCode"] for r in error.value.operation_responses] == [424, 413, 424]
+    assert list(container.read_all_items()) == [before]
+
+
+def test_a_batch_holds_one_maximal_item_but_its_whole_body_is_limited_too(container: ContainerProxy) -> None:
+    # maxBatchRequestBodySize (2,202,010 bytes) leaves room for one maximal item; a bigger body is refused whole,
+    # as a plain 413 response rather than a failed operation.
+    results = container.execute_item_batch(
+        [("create", (item_of_size("a", MAX_ITEM_BYTES),)), ("create", ({"id": "b", "pk": "p"},))], partition_key="p"
+    )
+    assert [r["statusCode"] for r in results] == [201, 201]
+
+    large = item_of_size("c", 1_200_000)  # two of them: under the item limit each, over the body limit together
+    with pytest.raises(CosmosHttpResponseError) as error:
+        container.execute_item_batch(
+            [("create", (large,)), ("create", ({**large, "id": "d"},)), ("delete", ("a",))], partition_key="p"
+        )
+
+    assert error.value.status_code == 413
+    assert sorted(ids(list(container.read_all_items()))) == ["a", "b"]
+
+
 # ---------------------------------------------------------------- transactional batch
 
 
