@@ -629,7 +629,7 @@ function errorStatus(err) {
 // Cosmos answers a request addressed under a database or container that does not exist with 404 and substatus 1003
 // (OwnerResourceNotFound), and a missing resource itself with a plain 404: that is how a client tells "the container
 // is gone" (an outage) from "no such item". /dbs/d/colls/c is addressed under d only; /dbs/d/colls/c/docs[/i] under
-// d and c. The library answered both cases alike, some with 500.
+// d and c. The library answered both cases with the same plain 404.
 function ownerIsMissing(account, req, { dbId, collId }) {
   const depth = req.url.split("?")[0].split("/").filter(Boolean).length;
   if (dbId === undefined || depth <= 2) return false;
@@ -674,6 +674,7 @@ function handleRequest(account, req, res) {
     res.setHeader("x-ms-activity-id", randomUUID());
     res.setHeader("x-ms-request-charge", "1");
     // The library answers every other incremental feed (partition key ranges) this way; the SDK drains until 304.
+    // Its ETag is an entity tag like any other, so quoted.
     if (req.headers["a-im"] && !res.changeFeedHandled && res.statusCode === 200) {
       if (req.headers["if-none-match"]) res.statusCode = 304;
       res.setHeader("etag", '"1"');

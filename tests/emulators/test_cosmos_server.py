@@ -1,7 +1,8 @@
 """The patched local Cosmos DB server, driven through the real azure-cosmos SDK.
 
 Each test pins one behaviour our code relies on and the unpatched @vercel/cosmosdb-server got wrong
-(see shared FACTS.md): 404s, atomic batches, partition-scoped queries, incremental change feed, TTL, keep-alive.
+(see shared FACTS.md): 404s, substatus 1003 for a missing container or database, quoted ETags, id rules, the 2 MB
+item limit, atomic batches, partition-scoped queries, incremental change feed, TTL, keep-alive.
 """
 
 from __future__ import annotations
