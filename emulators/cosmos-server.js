@@ -4,8 +4,8 @@
 // Launches @vercel/cosmosdb-server 1.0.1 on plain HTTP with keep-alive, after patching its handlers in-process so
 // that it behaves like Cosmos DB where our code depends on it (see shared FACTS.md for the measured gaps):
 // 404 for missing items, 404 with substatus 1003 under a missing container or database, quoted entity tags,
-// atomic transactional batches, partition-scoped queries, an incremental change feed, TTL, and an account document
-// that advertises http:// endpoints so SDK endpoint discovery also works.
+// Cosmos's id rules and 2 MB item limit, atomic transactional batches, partition-scoped queries, an incremental
+// change feed, TTL, and an account document that advertises http:// endpoints so SDK endpoint discovery also works.
 // Patching the library's modules (instead of forking it) keeps the exact pinned npm package as the base.
 //
 // Usage: node cosmos-server.js [--host 127.0.0.1] [--port 8081]   (port 0 picks a free port)
@@ -28,6 +28,7 @@ const docOps = lib("handler/_document-operations");
 const { patchOperation } = lib("handler/_patch-operations");
 const readItems = lib("handler/_read-items").default;
 const readJson = lib("json").default;
+const readBody = require(require.resolve("raw-body", { paths: [LIB] }));
 const trueHeader = lib("true-header").default;
 const cosmosQuery = require(require.resolve("@zeit/cosmosdb-query", { paths: [LIB] })).default;
 
@@ -42,6 +43,9 @@ const PRECONDITION_MESSAGE = "Operation cannot be performed because one of the s
 const PK_HEADER = "x-ms-documentdb-partitionkey";
 
 const fail = (statusCode, message) => ({ statusCode, body: { code: ERROR_CODES[statusCode], message } });
+// A write refused before anything is touched; thrown from inside a write, answered with its status (in a batch, as
+// that operation's status).
+const refusal = (statusCode, message) => Object.assign(new Error(message), { refusal: statusCode });
 
 // Records undo entries while a batch runs, so a failed batch can be rolled back in O(touched keys).
 class JournaledMap extends Map {
@@ -77,6 +81,45 @@ Items.prototype._set = function _set(data) {
 // If-Match as Cosmos applies it to a write: "*" passes for any current version, otherwise the entity tag must equal the
 // stored one exactly, quotes included (the library compared, but knew no "*").
 const ifMatchFails = (ifMatch, existing) => Boolean(ifMatch) && ifMatch !== "*" && ifMatch !== existing._etag;
+
+// ---- Item size. Cosmos refuses an item over 2 MB, "UTF-8 length of JSON representation" (learn.microsoft.com, Azure
+// Cosmos DB service quotas, per-item limits), with 413 RequestEntityTooLarge, "Request size is too large". The exact
+// bound is (2 * 1024 * 1024) - 1 bytes, "(maxResourceSize - resourceSizePadding) from Server settings.xml"
+// (azure-cosmos-dotnet-v3 BatchConstants.MaxResourceSizeInBytes): the item as the client writes it, the padding being
+// room for the system properties the server adds, which are therefore not counted.
+const MAX_ITEM_BYTES = 2 * 1024 * 1024 - 1;
+// A transactional batch's whole body: maxBatchRequestBodySize of the same server settings
+// (BatchConstants.MaxDirectModeBatchRequestBodySizeInBytes), room for one maximal item with its operation envelope.
+const MAX_BATCH_BODY_BYTES = 2202010;
+const TOO_LARGE_MESSAGE = "Request size is too large";
+const SERVER_PROPERTIES = ["_rid", "_self", "_etag", "_ts", "_attachments", "_lsn"];
+
+function checkSize(item) {
+  const written = { ...item };
+  SERVER_PROPERTIES.forEach(name => delete written[name]);
+  if (Buffer.byteLength(JSON.stringify(written), "utf8") > MAX_ITEM_BYTES) throw refusal(413, TOO_LARGE_MESSAGE);
+}
+
+// ---- Item ids. The rule our service holds itself to (CONTRACTS): at most 255 characters, none of / \ ? #. Azure is
+// laxer: it takes 1023 bytes ("less than '1024' characters") and stores ids with / \ ? # -- but such an item can then
+// not be read, replaced or deleted by its URL (azure-cosmos-dotnet-v3 issues 2573, 2606, 4129), and the Python SDK
+// refuses / \ ? # itself on create, upsert and replace, though not inside a batch. Refusing them here, with the 400
+// BadRequest the service gives an invalid id, stops an id that would strand a document in production.
+const MAX_ID_CHARACTERS = 255;
+const RESERVED_ID_CHARACTERS = /[/\\?#]/;
+
+// What Cosmos checks of an item a request carries before it looks at anything stored: size, then id.
+function checkItem(body) {
+  if (!body || typeof body !== "object" || Array.isArray(body)) return; // the library answers "missing id"
+  checkSize(body);
+  const { id } = body;
+  if (id === undefined || id === null || id === "") return; // the library answers "missing id"
+  if (typeof id !== "string") throw refusal(400, "The id of an item must be a string.");
+  if ([...id].length > MAX_ID_CHARACTERS || RESERVED_ID_CHARACTERS.test(id)) {
+    throw refusal(400, `The input name '${id}' is invalid. Ensure to provide a unique non-empty string less than `
+      + `'${MAX_ID_CHARACTERS + 1}' characters, without '/', '\\', '?' or '#'.`);
+  }
+}
 
 // ---- Effective partition key (Hash V2), needed because the SDK scopes a partition's change feed by EPK range.
 const MASK64 = (1n << 64n) - 1n;
@@ -149,6 +192,18 @@ class Documents extends BaseDocuments {
     this._index = new JournaledMap();
     this._meta = new JournaledMap(); // rid -> { lsn, writtenMs, epk }
     this._lsn = 0;
+  }
+
+  // Every stored write ends in create() or replace(); a patch's result is only known here, so the size is enforced
+  // here too, before anything changes.
+  create(data) {
+    checkSize(data);
+    return super.create(data);
+  }
+
+  replace(data, original) {
+    checkSize(data);
+    return super.replace(data, original);
   }
 
   _set(data) {
@@ -329,12 +384,14 @@ function readDocument(account, req, res, params) {
 
 async function createDocument(account, req, res, params) {
   const body = await readJson(req);
+  checkItem(body);
   const collection = getCollection(account, params);
   return send(res, docOps.createOperation(collection, { resourceBody: body }));
 }
 
 async function upsertDocument(account, req, res, params) {
   const body = await readJson(req);
+  checkItem(body);
   const collection = getCollection(account, params);
   const raw = rawPartitionKey(req);
   const id = body && body.id;
@@ -345,6 +402,7 @@ async function upsertDocument(account, req, res, params) {
 
 async function replaceDocument(account, req, res, params) {
   const body = await readJson(req);
+  checkItem(body);
   const collection = getCollection(account, params);
   const raw = rawPartitionKey(req);
   const existing = collection.document(params.docId, lookupPartition(raw, params.docId)).read();
@@ -466,6 +524,7 @@ function runBatchOperation(collection, op, headerPk) {
   const type = op.operationType;
   const id = ["Create", "Upsert"].includes(type) ? body && body.id : op.id;
   if (body && ["Create", "Upsert", "Replace"].includes(type)) {
+    checkItem(body);
     const predicate = partitionPredicate(raw);
     if (predicate && !predicate(collection.documents._getPartition(body))) {
       return fail(400, "Partition key provided either doesn't correspond to definition in the collection "
@@ -498,7 +557,9 @@ function runBatchOperation(collection, op, headerPk) {
 // Cosmos semantics: all operations share one partition and commit together; on failure the failing operation
 // reports its own status, every other one 424, and the HTTP status is 207.
 async function batchDocuments(account, req, res, params) {
-  const ops = await readJson(req);
+  const body = await readBody(req);
+  if (body.length > MAX_BATCH_BODY_BYTES) throw refusal(413, TOO_LARGE_MESSAGE); // the whole batch, not one operation
+  const ops = JSON.parse(body.toString("utf8"));
   const collection = getCollection(account, params);
   if (!Array.isArray(ops) || ops.length === 0) return send(res, fail(400, "Batch request has no operations."));
   if (ops.length > 100) return send(res, fail(400, "Batch request has more operations than what is supported."));
@@ -508,7 +569,13 @@ async function batchDocuments(account, req, res, params) {
   const results = [];
   try {
     for (const op of ops) {
-      const result = runBatchOperation(collection, op || {}, rawPartitionKey(req));
+      let result;
+      try {
+        result = runBatchOperation(collection, op || {}, rawPartitionKey(req));
+      } catch (err) {
+        if (!err.refusal) throw err;
+        result = fail(err.refusal, err.message);
+      }
       results.push(result);
       if (result.statusCode >= 400) break;
     }
@@ -552,6 +619,7 @@ const route = lib("routes").default; // must load after the overrides: it captur
 
 // ---- HTTP plumbing (replaces the library's request handler: keep-alive, http URLs, Cosmos error bodies).
 function errorStatus(err) {
+  if (err.refusal) return err.refusal;
   if (err.badRequest || err instanceof SyntaxError) return 400;
   if (err.conflict) return 409;
   if (err.notFound) return 404;
@@ -561,7 +629,7 @@ function errorStatus(err) {
 // Cosmos answers a request addressed under a database or container that does not exist with 404 and substatus 1003
 // (OwnerResourceNotFound), and a missing resource itself with a plain 404: that is how a client tells "the container
 // is gone" (an outage) from "no such item". /dbs/d/colls/c is addressed under d only; /dbs/d/colls/c/docs[/i] under
-// d and c. The library answered both cases alike, some with 500.
+// d and c. The library answered both cases with the same plain 404.
 function ownerIsMissing(account, req, { dbId, collId }) {
   const depth = req.url.split("?")[0].split("/").filter(Boolean).length;
   if (dbId === undefined || depth <= 2) return false;
@@ -606,6 +674,7 @@ function handleRequest(account, req, res) {
     res.setHeader("x-ms-activity-id", randomUUID());
     res.setHeader("x-ms-request-charge", "1");
     // The library answers every other incremental feed (partition key ranges) this way; the SDK drains until 304.
+    // Its ETag is an entity tag like any other, so quoted.
     if (req.headers["a-im"] && !res.changeFeedHandled && res.statusCode === 200) {
       if (req.headers["if-none-match"]) res.statusCode = 304;
       res.setHeader("etag", '"1"');

@@ -1,7 +1,8 @@
 """The patched local Cosmos DB server, driven through the real azure-cosmos SDK.
 
 Each test pins one behaviour our code relies on and the unpatched @vercel/cosmosdb-server got wrong
-(see shared FACTS.md): 404s, atomic batches, partition-scoped queries, incremental change feed, TTL, keep-alive.
+(see shared FACTS.md): 404s, substatus 1003 for a missing container or database, quoted ETags, id rules, the 2 MB
+item limit, atomic batches, partition-scoped queries, incremental change feed, TTL, keep-alive.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
+from azure.cosmos import _base as cosmos_sdk_base
 from azure.cosmos.exceptions import (
     CosmosBatchOperationError,
     CosmosHttpResponseError,
@@ -197,6 +199,160 @@ def test_batch_preconditions_compare_the_quoted_etag(container: ContainerProxy) 
             [("upsert", ({"id": "b", "pk": "p"},), {"if_none_match_etag": results[1]["eTag"]})], partition_key="p"
         )
     assert error.value.status_code == 412
+
+
+# ---------------------------------------------------------------- ids
+
+WRITES_OF_AN_ID: dict[str, Callable[[ContainerProxy, str], object]] = {
+    "create": lambda c, item_id: c.create_item({"id": item_id, "pk": "p"}),
+    "upsert": lambda c, item_id: c.upsert_item({"id": item_id, "pk": "p"}),
+    "replace": lambda c, item_id: c.replace_item(item_id, {"id": item_id, "pk": "p"}),
+    "batch create": lambda c, item_id: c.execute_item_batch(
+        [("create", ({"id": item_id, "pk": "p"},))], partition_key="p"
+    ),
+    "batch upsert": lambda c, item_id: c.execute_item_batch(
+        [("create", ({"id": "ok", "pk": "p"},)), ("upsert", ({"id": item_id, "pk": "p"},))], partition_key="p"
+    ),
+    "batch replace": lambda c, item_id: c.execute_item_batch(
+        [("replace", (item_id, {"id": item_id, "pk": "p"}))], partition_key="p"
+    ),
+}
+
+
+def refusal_of(write: Callable[[], object]) -> tuple[int, str]:
+    """The status and message a write fails with; a batch reports its failing operation's."""
+    try:
+        write()
+    except CosmosBatchOperationError as error:  # not a CosmosHttpResponseError
+        failed = error.operation_responses[error.error_index]
+        return error.status_code or 0, str(failed.get("message", ""))
+    except CosmosHttpResponseError as error:
+        return error.status_code or 0, str(error.message)
+    raise AssertionError("the write succeeded")
+
+
+@pytest.mark.parametrize("operation", sorted(WRITES_OF_AN_ID))
+def test_an_id_over_255_characters_is_refused_with_400(container: ContainerProxy, operation: str) -> None:
+    status, message = refusal_of(lambda: WRITES_OF_AN_ID[operation](container, "x" * 256))
+    assert status == 400
+    assert "is invalid" in message
+    assert list(container.read_all_items()) == []
+
+
+def test_an_id_of_255_characters_is_accepted_and_counted_in_characters(container: ContainerProxy) -> None:
+    longest = "\U0001f600" * 255  # 255 characters, 1020 UTF-8 bytes, 510 UTF-16 code units
+    container.create_item({"id": longest, "pk": "p"})
+    container.create_item({"id": "x" * 255, "pk": "p"})
+
+    with pytest.raises(CosmosHttpResponseError) as error:
+        container.create_item({"id": "\U0001f600" * 256, "pk": "p"})
+
+    assert error.value.status_code == 400
+    assert "is invalid" in str(error.value.message)
+    assert sorted(ids(list(container.read_all_items()))) == sorted([longest, "x" * 255])
+
+
+@pytest.mark.parametrize("character", ["/", "\\", "?", "#"])
+@pytest.mark.parametrize("operation", sorted(WRITES_OF_AN_ID))
+def test_an_id_with_a_reserved_character_is_refused_with_400(
+    monkeypatch: pytest.MonkeyPatch, container: ContainerProxy, operation: str, character: str
+) -> None:
+    # The SDK refuses these ids itself (ValueError) before create, upsert and replace, though not in a batch; switch
+    # that client-side check off so the request reaches the server, as it would from another client.
+    monkeypatch.setattr(cosmos_sdk_base, "_validate_resource", lambda _resource: None)
+
+    status, message = refusal_of(lambda: WRITES_OF_AN_ID[operation](container, f"a{character}b"))
+
+    assert status == 400
+    if (operation, character) != ("replace", "/"):  # a / in a replace's URL leaves no route at all: also 400
+        assert "is invalid" in message
+    assert list(container.read_all_items()) == []
+
+
+# ---------------------------------------------------------------- item size
+
+MAX_ITEM_BYTES = 2 * 1024 * 1024 - 1  # Cosmos's bound: the item as written, without the server's system properties
+
+
+def item_of_size(item_id: str, size: int) -> Item:
+    """An item whose JSON, as the SDK sends it (compact, UTF-8), is exactly `size` bytes."""
+    item: Item = {"id": item_id, "pk": "p", "pad": ""}
+    item["pad"] = "x" * (size - len(json.dumps(item, separators=(",", ":")).encode()))
+    return item
+
+
+def test_an_item_of_exactly_the_maximum_size_is_stored(container: ContainerProxy) -> None:
+    container.create_item(item_of_size("a", MAX_ITEM_BYTES))
+    container.replace_item("a", item_of_size("a", MAX_ITEM_BYTES))
+    assert len(container.read_item("a", partition_key="p")["pad"]) == len(item_of_size("a", MAX_ITEM_BYTES)["pad"])
+
+
+OVERSIZED_WRITES: dict[str, Callable[[ContainerProxy], object]] = {
+    "create": lambda c: c.create_item(item_of_size("b", MAX_ITEM_BYTES + 1)),
+    "upsert": lambda c: c.upsert_item(item_of_size("a", MAX_ITEM_BYTES + 1)),
+    "replace": lambda c: c.replace_item("a", item_of_size("a", MAX_ITEM_BYTES + 1)),
+    # the patch itself is small; the item it would make is one byte over
+    "patch": lambda c: c.patch_item(
+        "a", "p", [{"op": "set", "path": "/pad", "value": item_of_size("a", MAX_ITEM_BYTES + 1)["pad"]}]
+    ),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(OVERSIZED_WRITES))
+def test_an_item_over_the_maximum_size_is_refused_with_413_and_nothing_is_written(
+    container: ContainerProxy, operation: str
+) -> None:
+    before = container.create_item({"id": "a", "pk": "p", "pad": ""})
+
+    with pytest.raises(CosmosHttpResponseError) as error:
+        OVERSIZED_WRITES[operation](container)
+
+    assert error.value.status_code == 413
+    assert "Request size is too large" in str(error.value.message)
+    assert list(container.read_all_items()) == [before]
+
+
+OVERSIZED_BATCH_OPERATIONS: dict[str, tuple[Any, ...]] = {
+    "create": ("create", (item_of_size("c", MAX_ITEM_BYTES + 1),)),
+    "upsert": ("upsert", (item_of_size("a", MAX_ITEM_BYTES + 1),)),
+    "replace": ("replace", ("a", item_of_size("a", MAX_ITEM_BYTES + 1))),
+    "patch": ("patch", ("a", [{"op": "set", "path": "/pad", "value": item_of_size("a", MAX_ITEM_BYTES + 1)["pad"]}])),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(OVERSIZED_BATCH_OPERATIONS))
+def test_an_oversized_item_fails_its_batch_operation_with_413_and_the_batch_is_not_applied(
+    container: ContainerProxy, operation: str
+) -> None:
+    before = container.create_item({"id": "a", "pk": "p", "pad": ""})
+
+    with pytest.raises(CosmosBatchOperationError) as error:
+        container.execute_item_batch(
+            [("create", ({"id": "b", "pk": "p"},)), OVERSIZED_BATCH_OPERATIONS[operation], ("delete", ("a",))],
+            partition_key="p",
+        )
+
+    assert (error.value.error_index, error.value.status_code) == (1, 413)
+    assert [r["statusCode"] for r in error.value.operation_responses] == [424, 413, 424]
+    assert list(container.read_all_items()) == [before]
+
+
+def test_a_batch_holds_one_maximal_item_but_its_whole_body_is_limited_too(container: ContainerProxy) -> None:
+    # maxBatchRequestBodySize (2,202,010 bytes) leaves room for one maximal item; a bigger body is refused whole,
+    # as a plain 413 response rather than a failed operation.
+    results = container.execute_item_batch(
+        [("create", (item_of_size("a", MAX_ITEM_BYTES),)), ("create", ({"id": "b", "pk": "p"},))], partition_key="p"
+    )
+    assert [r["statusCode"] for r in results] == [201, 201]
+
+    large = item_of_size("c", 1_200_000)  # two of them: under the item limit each, over the body limit together
+    with pytest.raises(CosmosHttpResponseError) as error:
+        container.execute_item_batch(
+            [("create", (large,)), ("create", ({**large, "id": "d"},)), ("delete", ("a",))], partition_key="p"
+        )
+
+    assert error.value.status_code == 413
+    assert sorted(ids(list(container.read_all_items()))) == ["a", "b"]
 
 
 # ---------------------------------------------------------------- transactional batch
