@@ -85,14 +85,27 @@ def _finite(value: float) -> float:
 
 
 ROOT_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
-AssignmentId = Annotated[str, StringConstraints(pattern=rf"^{ROOT_ID_PATTERN}$")]
+# Literal segments the API serves under /assignments/ can never be assignment ids.
+RESERVED_IDS = frozenset({"summary"})
+
+
+def _not_reserved(value: str) -> str:
+    if value in RESERVED_IDS:
+        raise ValueError(f"{value!r} is reserved: the API serves /assignments/{value}")
+    return value
+
+
+AssignmentId = Annotated[str, StringConstraints(pattern=rf"^{ROOT_ID_PATTERN}$"), AfterValidator(_not_reserved)]
 # Short free text (titles, names, versions) and long free text (messages, reasons, notes).
 ShortText = Annotated[str, FreeText(512, min_length=1)]
 LongText = Annotated[str, FreeText(MAX_REASON_LENGTH)]
-# Opaque keys and labels: `taskKey`, candidate groups, `scheduleId`.
-Label = Annotated[str, Identifier(512)]
+# Opaque keys and labels: `taskKey`, candidate groups, `scheduleId`, `chatLogId`.
+Label = Annotated[str, Identifier(128)]
 Score = Annotated[float, Strict(), Field(ge=0, le=100), AfterValidator(_finite)]
-AttemptCount = Annotated[StrictInt, Field(ge=1, le=1000)]
+# At most the attempts an assignment can keep (ATTEMPTS_LIMIT's ceiling), so the largest possible document
+# stays under Cosmos DB's 2 MB item limit (tests/core/test_models.py builds it).
+MAX_ATTEMPTS = 100
+AttemptCount = Annotated[StrictInt, Field(ge=1, le=MAX_ATTEMPTS)]
 
 
 class CamelModel(BaseModel):
@@ -311,7 +324,7 @@ class EventRequest(RequestModel):
     event_id: Annotated[str, Identifier(128)]
     type: EventType
     occurred_at: TimestampInput
-    chat_log_id: Annotated[str, Identifier(512)] | None = None
+    chat_log_id: Label | None = None
     score: Score | None = None
     outcome_data: JsonObject | None = None
     note: LongText | None = None

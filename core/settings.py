@@ -58,7 +58,8 @@ class Settings(BaseSettings):
 
     delegation_max_depth: int = Field(default=10, ge=1, validation_alias="DELEGATION_MAX_DEPTH")
     # The most attempts kept on an assignment whose `maxAttempts` is null.
-    attempts_limit: int = Field(default=100, ge=1, validation_alias="ATTEMPTS_LIMIT")
+    # Bounded by models.MAX_ATTEMPTS: more would let an assignment outgrow Cosmos DB's item limit.
+    attempts_limit: int = Field(default=100, ge=1, le=100, validation_alias="ATTEMPTS_LIMIT")
     idempotency_ttl_hours: int = Field(default=24, ge=1, validation_alias="IDEMPOTENCY_TTL_HOURS")
 
     # The change-feed views (lists, rosters, summaries, the due index); partition key `/pk`, TTL on.

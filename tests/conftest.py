@@ -13,7 +13,7 @@ import pytest
 from core.bootstrap import Runtime, set_runtime
 from core.settings import Settings
 from localhost.stack import make_settings
-from tests.support.app import TEST_AUDIENCE, TEST_TENANT, FunctionCaller, Tokens
+from tests.support.app import TEST_AUDIENCE, TEST_TENANT, FunctionCaller, InstallRuntime, Tokens
 from tests.support.services import RunningService, start_azurite, start_cosmos
 from tests.support.tokens import JwksServer, SigningKey, TokenFactory
 
@@ -67,3 +67,15 @@ def app(runtime: Runtime, tokens: Tokens) -> FunctionCaller:
     """Calls `function_app.py`'s registered functions with `func.HttpRequest`, as the host would."""
     set_runtime(runtime)
     return FunctionCaller(runtime=runtime, tokens=tokens)
+
+
+@pytest.fixture
+def own_runtime(runtime: Runtime, tokens: Tokens) -> Iterator[InstallRuntime]:
+    """Installs a runtime of the test's own and returns a caller for it; the session's is back afterwards."""
+
+    def install(own: Runtime) -> FunctionCaller:
+        set_runtime(own)
+        return FunctionCaller(runtime=own, tokens=tokens)
+
+    yield install
+    set_runtime(runtime)

@@ -119,6 +119,7 @@ ERROR_TABLE: dict[type[BaseException], ErrorMapping] = {
     ),
     e.DuplicateId: ErrorMapping(409, "Duplicate id"),
     e.DuplicateUpn: ErrorMapping(409, "Duplicate UPN"),
+    e.LimitExceeded: ErrorMapping(409, "Limit exceeded"),
     e.UserNotFound: ErrorMapping(
         422, "User not found", "userNotFound", "The user account specified by the userKey was not found"
     ),

@@ -39,11 +39,13 @@ def _directory(deps: Deps) -> Directory:
 
 
 def _originator(request: CreateRequest, command: Command, deps: Deps) -> _Originator:
-    """Users create as themselves; only admins may name another originator, and app-only admins must,
-    naming an enabled directory user of their tenant, whose key is stored."""
+    """Users create as themselves; an app-only admin must name the originator, an enabled directory user of
+    its tenant, whose key is stored (docs/api-rules.md, "Identity and tenancy")."""
     principal = command.principal
     named = request.originator_email
-    if not principal.is_app_only and (named is None or named == principal.upn):
+    if not principal.is_app_only:
+        if named is not None and named != principal.upn:
+            raise Forbidden("Only an application with the admin role may create on behalf of another originator")
         if principal.upn is None:
             raise Forbidden("The token carries no user principal name")
         return _Originator(principal.upn, principal.oid)

@@ -127,7 +127,9 @@ class IdempotentRequest:
         return f"idem:{self.key}"
 
 
-def idempotent_request(command: Command, route: str) -> IdempotentRequest | None:
+def idempotent_request(command: Command, route: str, *, scope: str | None = None) -> IdempotentRequest | None:
+    """The request's key, scoped to the caller and the route: the route's path, which names the assignment
+    (`scope` defaults to the command's assignment id; routes whose path names none pass "")."""
     key = command.idempotency_key
     if key is None:
         return None
@@ -135,8 +137,9 @@ def idempotent_request(command: Command, route: str) -> IdempotentRequest | None
     if not key or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         raise ValidationFailed(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
     principal = command.principal
-    scope = _digest(principal.tid, principal.oid, route, command.assignment_id, key)
-    return IdempotentRequest(key=scope, body_hash=body_hash(command.body))
+    path = command.assignment_id if scope is None else scope
+    digest = _digest(principal.tid, principal.oid, route, path, key)
+    return IdempotentRequest(key=digest, body_hash=body_hash(command.body))
 
 
 def check_key_reuse(record_found: bool, idempotency: IdempotentRequest | None) -> None:
@@ -219,10 +222,11 @@ def run_write(
     route: str,
     operation: Callable[[AssignmentDocument, Context], Decision],
     needs: Needs = Needs(),
+    key_scope: str | None = None,
 ) -> Outcome:
     """Read, replay, look up, decide, and write conditionally on the ETag read; re-decide on a lost race."""
     principal = command.principal
-    idempotency = idempotent_request(command, route)
+    idempotency = idempotent_request(command, route, scope=key_scope)
     lookup = _Lookup(deps, principal, needs)
 
     def attempt() -> Outcome:

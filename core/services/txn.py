@@ -86,6 +86,7 @@ def assign_task(command: Command, deps: Deps) -> Outcome:
         replace(command, assignment_id=request.submit_key),
         route=ROUTE_ASSIGN,
         operation=partial(aggregate.assign, user_key=request.user_key),
+        key_scope="",
         needs=Needs(user_by_key=request.user_key),
     )
 
@@ -94,5 +95,10 @@ def unassign_task(command: Command, deps: Deps) -> Outcome:
     idempotent_request(command, ROUTE_UNASSIGN)
     request = parse_unassign_request(command.body)
     return run_write(
-        deps, replace(command, assignment_id=request.submit_key), route=ROUTE_UNASSIGN, operation=aggregate.unassign
+        deps,
+        replace(command, assignment_id=request.submit_key),
+        route=ROUTE_UNASSIGN,
+        operation=aggregate.unassign,
+        # The route's path names no task: a key is the caller's on the route, whatever submitKey it carries.
+        key_scope="",
     )

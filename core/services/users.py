@@ -16,7 +16,7 @@ from core.services.pipeline import parse_model
 if TYPE_CHECKING:
     from core.auth import Principal
 
-# Keys are opaque (docs/api-rules.md, "Identity"); only their length is bounded.
+# Keys are opaque (docs/api-rules.md, "Identity and tenancy"); only their length is bounded.
 MAX_USER_KEY_LENGTH = 255
 
 

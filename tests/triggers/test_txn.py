@@ -8,7 +8,6 @@ import logging
 import multiprocessing
 import re
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -40,7 +39,7 @@ from tests.support.api import (
     txn,
     unassign,
 )
-from tests.support.app import TEST_TENANT, FunctionCaller, Response, Tokens
+from tests.support.app import TEST_TENANT, FunctionCaller, InstallRuntime, Response, Tokens
 from tests.support.services import RunningService
 from tests.support.tokens import JwksServer
 
@@ -84,21 +83,6 @@ def task(app: FunctionCaller) -> dict[str, Any]:
 @pytest.fixture
 def user(app: FunctionCaller) -> DirectoryUser:
     return new_user(app)
-
-
-InstallRuntime = Callable[[Runtime], FunctionCaller]
-
-
-@pytest.fixture
-def own_runtime(runtime: Runtime, tokens: Tokens) -> Iterator[InstallRuntime]:
-    """Installs a runtime of the test's own and returns a caller for it; the session's is back afterwards."""
-
-    def install(own: Runtime) -> FunctionCaller:
-        set_runtime(own)
-        return FunctionCaller(runtime=own, tokens=tokens)
-
-    yield install
-    set_runtime(runtime)
 
 
 class FailingDirectory:
