@@ -11,6 +11,7 @@ and one `TokenValidator` per process from `core.settings` and hands them to the 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -18,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import jwt
 import requests
@@ -33,6 +34,7 @@ __all__ = [
     "JwksUnavailable",
     "Principal",
     "TokenValidator",
+    "VersionedKey",
     "bearer_token",
     "require_access",
     "require_admin",
@@ -101,15 +103,35 @@ class JwksUnavailable(ServiceUnavailable):
     """
 
 
-def _usable_keys(document: object) -> dict[str, jwt.PyJWK]:
-    """The RS256 signing keys of a JWKS document, by `kid`. Keys we cannot use are skipped, not fatal:
-    a provider may publish key types or uses this service never accepts."""
+@dataclass(frozen=True)
+class _KeySet:
+    """One fetched JWKS, replaced wholesale so that a reader outside the lock always sees keys, version and
+    age that belong together."""
+
+    keys: Mapping[str, jwt.PyJWK]
+    # The JWK entries as published, canonicalized: what tells a refetch of the same keys from a changed set.
+    published: frozenset[tuple[str, str]]
+    version: int
+    fetched_at: float | None
+
+
+class VersionedKey(NamedTuple):
+    """A signing key and the version of the key set it was found in (see `JwksCache.key_set_version`)."""
+
+    key: jwt.PyJWK
+    version: int
+
+
+def _usable_keys(document: object) -> tuple[dict[str, jwt.PyJWK], frozenset[tuple[str, str]]]:
+    """The RS256 signing keys of a JWKS document, by `kid`, and their entries as published. Keys we cannot
+    use are skipped, not fatal: a provider may publish key types or uses this service never accepts."""
     if not isinstance(document, Mapping):
-        return {}
+        return {}, frozenset()
     entries = document.get("keys")
     if not isinstance(entries, list):
-        return {}
+        return {}, frozenset()
     keys: dict[str, jwt.PyJWK] = {}
+    published: dict[str, str] = {}
     for entry in entries:
         if not isinstance(entry, dict):
             continue
@@ -122,7 +144,8 @@ def _usable_keys(document: object) -> dict[str, jwt.PyJWK]:
             keys[kid] = jwt.PyJWK(entry, algorithm=_ALGORITHM)
         except jwt.PyJWTError:
             continue
-    return keys
+        published[kid] = json.dumps(entry, sort_keys=True)
+    return keys, frozenset(published.items())
 
 
 class JwksCache:
@@ -157,9 +180,7 @@ class JwksCache:
         self._clock = clock
         self._session = requests.Session()
         self._lock = threading.Lock()
-        # Replaced wholesale, never mutated, so readers outside the lock always see a complete set.
-        self._keys: Mapping[str, jwt.PyJWK] = {}
-        self._fetched_at: float | None = None
+        self._key_set = _KeySet(keys={}, published=frozenset(), version=0, fetched_at=None)
         self._attempted_at: float | None = None
         self._failure: str | None = None
         self._fetch_count = 0
@@ -169,24 +190,43 @@ class JwksCache:
         """How many times the JWKS has been requested, successfully or not."""
         return self._fetch_count
 
+    def key_set_version(self) -> int | None:
+        """The version of the keys in use, or None while they are due for a refresh (or were never fetched).
+
+        The version changes whenever a fetch installs keys that differ from those before it, so whatever
+        was verified with a key found at one version may be trusted again, without the key, for as long
+        as this returns that same version. A refetch of unchanged keys keeps it: a flood of made-up `kid`s
+        then cannot make every caller's token be verified again.
+        """
+        key_set = self._key_set
+        return None if self._is_stale(key_set) else key_set.version
+
     def get_signing_key(self, kid: str) -> jwt.PyJWK | None:
         """The key with this `kid`, or None when the provider does not publish it.
 
         Raises `JwksUnavailable` when the keys cannot be fetched and no usable copy is at hand.
         """
-        key = self._keys.get(kid)
-        if key is not None and not self._is_stale():
-            return key
+        found = self.find_signing_key(kid)
+        return None if found is None else found.key
+
+    def find_signing_key(self, kid: str) -> VersionedKey | None:
+        """`get_signing_key`, with the version of the key set the key was found in."""
+        key_set = self._key_set
+        key = key_set.keys.get(kid)
+        if key is not None and not self._is_stale(key_set):
+            return VersionedKey(key, key_set.version)
         with self._lock:
             # Another thread may have fetched while this one waited for the lock.
-            key = self._keys.get(kid)
-            if key is not None and not self._is_stale():
-                return key
+            key_set = self._key_set
+            key = key_set.keys.get(kid)
+            if key is not None and not self._is_stale(key_set):
+                return VersionedKey(key, key_set.version)
             if self._may_fetch():
                 self._fetch()
-            key = self._keys.get(kid)
+            key_set = self._key_set
+            key = key_set.keys.get(kid)
             if key is not None:
-                return key
+                return VersionedKey(key, key_set.version)
             if self._failure is not None:
                 # The kid may well be genuine; we cannot tell without the provider, so this is a 503.
                 raise JwksUnavailable(
@@ -198,8 +238,8 @@ class JwksCache:
     def close(self) -> None:
         self._session.close()
 
-    def _is_stale(self) -> bool:
-        return self._fetched_at is None or self._clock() - self._fetched_at >= self._max_age
+    def _is_stale(self, key_set: _KeySet) -> bool:
+        return key_set.fetched_at is None or self._clock() - key_set.fetched_at >= self._max_age
 
     def _may_fetch(self) -> bool:
         return self._attempted_at is None or self._clock() - self._attempted_at >= self._min_refetch_interval
@@ -216,13 +256,14 @@ class JwksCache:
         except (requests.RequestException, ValueError) as error:
             self._fail(f"{type(error).__name__}: {error}")
             return
-        keys = _usable_keys(document)
+        keys, published = _usable_keys(document)
         if not keys:
             # Installing an empty set would refuse every token as "unknown key"; keep the old keys instead.
             self._fail("the document holds no usable RS256 signing keys")
             return
-        self._keys = keys
-        self._fetched_at = now
+        previous = self._key_set
+        version = previous.version if published == previous.published else previous.version + 1
+        self._key_set = _KeySet(keys=keys, published=published, version=version, fetched_at=now)
         self._failure = None
 
     def _fail(self, reason: str) -> None:

@@ -511,6 +511,38 @@ def test_unusable_keys_are_ignored(server: JwksServer, validator: TokenValidator
     refused(validator, sign_token(factory.user_claims(), factory.key, {"kid": "hmac"}))
 
 
+def test_key_set_versions(server: JwksServer, cache: JwksCache, clock: FakeClock, key: SigningKey) -> None:
+    assert cache.key_set_version() is None  # nothing fetched yet
+    assert cache.find_signing_key(key.kid) == (cache.get_signing_key(key.kid), 1)
+    assert cache.key_set_version() == 1
+    clock.advance(WINDOW)
+    assert cache.find_signing_key("made-up") is None  # refetched: the same keys keep their version
+    assert cache.key_set_version() == 1
+    new_key = SigningKey()
+    server.publish(new_key)
+    clock.advance(WINDOW)
+    assert cache.find_signing_key(new_key.kid) == (cache.get_signing_key(new_key.kid), 2)
+    assert cache.find_signing_key(key.kid) == (cache.get_signing_key(key.kid), 2)
+    assert server.fetch_count == 3
+
+
+def test_key_set_version_is_none_while_a_refresh_is_due(server: JwksServer, key: SigningKey, clock: FakeClock) -> None:
+    cache = JwksCache(server.uri, max_age=3600, clock=clock)
+    cache.get_signing_key(key.kid)
+    clock.advance(3599)
+    assert cache.key_set_version() == 1
+    clock.advance(1)
+    assert cache.key_set_version() is None
+    server.respond_with(500)
+    assert cache.get_signing_key(key.kid) is not None  # the refresh failed: the old keys stay in use, still due
+    assert cache.key_set_version() is None
+    server.respond_normally()
+    clock.advance(WINDOW)
+    assert cache.find_signing_key(key.kid) == (cache.get_signing_key(key.kid), 1)
+    assert cache.key_set_version() == 1
+    cache.close()
+
+
 # --- identity provider outages ---------------------------------------------------------------------------
 
 
