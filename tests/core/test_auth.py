@@ -23,6 +23,7 @@ from core.auth import (
     require_admin,
 )
 from core.errors import Forbidden, ServiceUnavailable, Unauthenticated
+from localhost.dev_signer import json_segment
 from tests.support.tokens import (
     JwksServer,
     SigningKey,
@@ -315,6 +316,27 @@ def test_forged_algorithms_never_cost_a_jwks_fetch(
 def test_v1_issuer_for_a_v2_audience_is_accepted(validator: TokenValidator, factory: TokenFactory) -> None:
     # Which issuer a tenant uses depends on the API's accessTokenAcceptedVersion, not on the audience form.
     assert validator.validate(factory.user_token(iss=v1_issuer(TENANT))).tid == TENANT
+
+
+def test_a_header_is_read_by_pyjwts_rules(factory: TokenFactory) -> None:
+    # PyJWT accepts the '=' padding some issuers add, when the signature covers it.
+    for kid in ("k", "kk", "kkk"):
+        header = json_segment({"alg": "RS256", "typ": "JWT", "kid": kid})
+        if len(header) % 4:
+            break
+    padded = header + "=" * (-len(header) % 4)
+    assert padded != header
+    key = SigningKey(kid=kid)
+    signing_input = f"{padded}.{json_segment(factory.user_claims())}"
+    token = f"{signing_input}.{b64url(key.sign(signing_input.encode()))}"
+    payload, signature = token.split(".")[1:]
+    with JwksServer([key]) as server:
+        jwks = JwksCache(server.uri)
+        validator = TokenValidator(tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=jwks)
+        assert validator.validate(token).oid
+        for bad in (f"{header}===.{payload}.{signature}", f"{header}!.{payload}.{signature}", f"{header}.{payload}"):
+            assert refused(validator, bad).detail == "The bearer token is malformed"
+        jwks.close()
 
 
 # --- configured issuers ----------------------------------------------------------------------------------
