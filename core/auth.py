@@ -17,6 +17,7 @@ import math
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -346,12 +347,95 @@ def _unverified_header(token: str) -> dict[str, Any]:
     return header
 
 
+@dataclass(frozen=True, slots=True)
+class _Lifetime:
+    """A validated token's time claims, read as PyJWT reads them (`int(claim)`)."""
+
+    exp: int
+    nbf: int | None
+    iat: int | None
+
+    @classmethod
+    def of(cls, claims: Mapping[str, Any]) -> _Lifetime:
+        """Only for claims `jwt.decode` has accepted, which has checked that these convert."""
+        return cls(
+            exp=int(claims["exp"]),
+            nbf=int(claims["nbf"]) if "nbf" in claims else None,
+            iat=int(claims["iat"]) if "iat" in claims else None,
+        )
+
+    def check(self, now: float, leeway: float) -> None:
+        # PyJWT's own comparisons, in its order (`_validate_iat`, `_validate_nbf`, `_validate_exp` of
+        # jwt.api_jwt), so that a cached token is refused at the very instant `jwt.decode` would refuse it.
+        if self.iat is not None and self.iat > (now + leeway):
+            raise _refuse(_NOT_YET_VALID)
+        if self.nbf is not None and self.nbf > (now + leeway):
+            raise _refuse(_NOT_YET_VALID)
+        if self.exp <= (now - leeway):
+            raise _refuse(_EXPIRED)
+
+
+@dataclass(frozen=True, slots=True)
+class _Validated:
+    principal: Principal
+    lifetime: _Lifetime
+    key_set_version: int
+
+
+class _ValidatedTokens:
+    """The last `max_entries` tokens that passed validation, by their exact text; least recently used
+    leave first. Entries verified with an older key set than the newest one seen are dropped at once:
+    they could never be used again, and would only hold memory until evicted."""
+
+    def __init__(self, max_entries: int) -> None:
+        self._max_entries = max_entries
+        self._entries: OrderedDict[str, _Validated] = OrderedDict()
+        self._key_set_version = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, token: str) -> _Validated | None:
+        with self._lock:
+            entry = self._entries.get(token)
+            if entry is not None:
+                self._entries.move_to_end(token)
+            return entry
+
+    def put(self, token: str, entry: _Validated) -> None:
+        with self._lock:
+            if entry.key_set_version < self._key_set_version:
+                return
+            if entry.key_set_version > self._key_set_version:
+                self._entries.clear()
+                self._key_set_version = entry.key_set_version
+            self._entries[token] = entry
+            self._entries.move_to_end(token)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+
+    def discard(self, token: str) -> None:
+        with self._lock:
+            self._entries.pop(token, None)
+
+
 class TokenValidator:
     """Validates Entra ID access tokens (v1 and v2) the way the Microsoft identity platform documents.
 
     Only RS256 is accepted. The issuer must match the token's own `tid`, and that tenant must be allowed,
     so a token from another tenant (or one whose `iss` and `tid` disagree) is refused. When `issuers` is
     given it replaces the computed v1/v2 issuers; `{tenantid}` in it stands for the token's `tid`.
+
+    A client sends the same token with every request for up to its lifetime, and verifying it costs more
+    than the rest of a cached read, so the principals of the last `cache_size` accepted tokens are kept
+    (0 keeps none). A kept token is accepted without its signature being checked again only while the key
+    set it was verified with is still the one in use and not due for a refresh (`JwksCache.key_set_version`),
+    so a withdrawn key stops working exactly when it would without the cache, and only while PyJWT would
+    still accept its `exp`, `nbf` and `iat` with the same leeway, judged by `clock`. Refusals are not kept.
+    Thread-safe. A kept token holds its text and its principal, measured at 2.4 KB for a user in no group
+    and 37 KB for one in 200 groups: the default bound holds some 25 MB, and 370 MB only if every one of
+    10,000 recent callers were in 200 groups.
     """
 
     def __init__(
@@ -362,21 +446,47 @@ class TokenValidator:
         jwks: JwksCache,
         issuers: Sequence[str] = (),
         leeway_seconds: int = 60,
+        clock: Callable[[], float] = time.time,
+        cache_size: int = 10_000,
     ) -> None:
         # An empty list would make every token fail with a misleading 401; fail at startup instead.
         if not tenant_ids:
             raise ValueError("TokenValidator needs at least one tenant id")
         if not audiences:
             raise ValueError("TokenValidator needs at least one audience")
+        if cache_size < 0:
+            raise ValueError("cache_size cannot be negative")
         self._tenant_ids = frozenset(tenant.strip().lower() for tenant in tenant_ids)
         self._audiences = tuple(audiences)
         self._issuer_templates = tuple(issuers)
         self._jwks = jwks
         self._leeway = leeway_seconds
+        self._clock = clock
+        self._validated = _ValidatedTokens(cache_size)
+
+    @property
+    def cached_token_count(self) -> int:
+        return len(self._validated)
 
     def validate(self, token: str) -> Principal:
         """The principal the token describes; `Unauthenticated` if it is not acceptable, `JwksUnavailable`
         if the signing keys cannot be fetched."""
+        cached = self._validated.get(token)
+        if cached is not None:
+            if cached.key_set_version == self._jwks.key_set_version():
+                try:
+                    cached.lifetime.check(self._clock(), self._leeway)
+                except Unauthenticated:
+                    self._validated.discard(token)
+                    raise
+                return cached.principal
+            # The keys have changed, or are due for a refresh, since it was verified: verify it as if new.
+            self._validated.discard(token)
+        validated = self._verify(token)
+        self._validated.put(token, validated)
+        return validated.principal
+
+    def _verify(self, token: str) -> _Validated:
         header = _unverified_header(token)
         # Checked before any key lookup, so `alg: none` or HS256 tokens never cost a JWKS fetch.
         if header.get("alg") != _ALGORITHM:
@@ -384,14 +494,14 @@ class TokenValidator:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise _refuse("The token does not name its signing key")
-        key = self._jwks.get_signing_key(kid)
-        if key is None:
+        found = self._jwks.find_signing_key(kid)
+        if found is None:
             raise _refuse("The token is signed with an unknown key")
 
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key,
+                found.key,
                 algorithms=[_ALGORITHM],
                 audience=self._audiences,
                 leeway=self._leeway,
@@ -401,6 +511,10 @@ class TokenValidator:
             raise _refuse(f"The token lacks the '{error.claim}' claim") from None
         except jwt.PyJWTError as error:
             raise _refuse(self._reason(error)) from None
+        lifetime = _Lifetime.of(claims)
+        # PyJWT judged the lifetime by the system clock, which `clock` is unless a test injects another;
+        # judging it by `clock` too puts a token's first use and its cached uses on one clock.
+        lifetime.check(self._clock(), self._leeway)
 
         tid = claims["tid"]
         if not isinstance(tid, str) or tid.lower() not in self._tenant_ids:
@@ -411,7 +525,7 @@ class TokenValidator:
         oid = claims["oid"]
         if not isinstance(oid, str) or not oid:
             raise _refuse("The token's claims are malformed")
-        return self._principal(claims, oid=oid, tid=tid)
+        return _Validated(self._principal(claims, oid=oid, tid=tid), lifetime, found.version)
 
     @staticmethod
     def _reason(error: jwt.PyJWTError) -> str:
