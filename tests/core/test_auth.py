@@ -43,7 +43,8 @@ WINDOW = 5.0
 
 
 class FakeClock:
-    """Drives the cache's rate limit deterministically; token times still use the real clock."""
+    """A clock moved by hand: the JWKS cache's rate limit and key age, or, started at the real time, the
+    validator's wall clock (PyJWT still judges a token's first use by the real clock)."""
 
     def __init__(self, start: float = 1000.0) -> None:
         self.now = start
