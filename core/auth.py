@@ -11,16 +11,19 @@ and one `TokenValidator` per process from `core.settings` and hands them to the 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import jwt
+import jwt.utils
 import requests
 
 from core.errors import Forbidden, ServiceUnavailable, Unauthenticated
@@ -33,6 +36,7 @@ __all__ = [
     "JwksUnavailable",
     "Principal",
     "TokenValidator",
+    "VersionedKey",
     "bearer_token",
     "require_access",
     "require_admin",
@@ -103,15 +107,35 @@ class JwksUnavailable(ServiceUnavailable):
     """
 
 
-def _usable_keys(document: object) -> dict[str, jwt.PyJWK]:
-    """The RS256 signing keys of a JWKS document, by `kid`. Keys we cannot use are skipped, not fatal:
-    a provider may publish key types or uses this service never accepts."""
+@dataclass(frozen=True)
+class _KeySet:
+    """One fetched JWKS, replaced wholesale so that a reader outside the lock always sees keys, version and
+    age that belong together."""
+
+    keys: Mapping[str, jwt.PyJWK]
+    # The JWK entries as published, canonicalized: what tells a refetch of the same keys from a changed set.
+    published: frozenset[tuple[str, str]]
+    version: int
+    fetched_at: float | None
+
+
+class VersionedKey(NamedTuple):
+    """A signing key and the version of the key set it was found in (see `JwksCache.key_set_version`)."""
+
+    key: jwt.PyJWK
+    version: int
+
+
+def _usable_keys(document: object) -> tuple[dict[str, jwt.PyJWK], frozenset[tuple[str, str]]]:
+    """The RS256 signing keys of a JWKS document, by `kid`, and their entries as published. Keys we cannot
+    use are skipped, not fatal: a provider may publish key types or uses this service never accepts."""
     if not isinstance(document, Mapping):
-        return {}
+        return {}, frozenset()
     entries = document.get("keys")
     if not isinstance(entries, list):
-        return {}
+        return {}, frozenset()
     keys: dict[str, jwt.PyJWK] = {}
+    published: dict[str, str] = {}
     for entry in entries:
         if not isinstance(entry, dict):
             continue
@@ -124,7 +148,8 @@ def _usable_keys(document: object) -> dict[str, jwt.PyJWK]:
             keys[kid] = jwt.PyJWK(entry, algorithm=_ALGORITHM)
         except jwt.PyJWTError:
             continue
-    return keys
+        published[kid] = json.dumps(entry, sort_keys=True)
+    return keys, frozenset(published.items())
 
 
 class JwksCache:
@@ -159,9 +184,7 @@ class JwksCache:
         self._clock = clock
         self._session = requests.Session()
         self._lock = threading.Lock()
-        # Replaced wholesale, never mutated, so readers outside the lock always see a complete set.
-        self._keys: Mapping[str, jwt.PyJWK] = {}
-        self._fetched_at: float | None = None
+        self._key_set = _KeySet(keys={}, published=frozenset(), version=0, fetched_at=None)
         self._attempted_at: float | None = None
         self._failure: str | None = None
         self._fetch_count = 0
@@ -171,24 +194,43 @@ class JwksCache:
         """How many times the JWKS has been requested, successfully or not."""
         return self._fetch_count
 
+    def key_set_version(self) -> int | None:
+        """The version of the keys in use, or None while they are due for a refresh (or were never fetched).
+
+        The version changes whenever a fetch installs keys that differ from those before it, so whatever
+        was verified with a key found at one version may be trusted again, without the key, for as long
+        as this returns that same version. A refetch of unchanged keys keeps it: a flood of made-up `kid`s
+        then cannot make every caller's token be verified again.
+        """
+        key_set = self._key_set
+        return None if self._is_stale(key_set) else key_set.version
+
     def get_signing_key(self, kid: str) -> jwt.PyJWK | None:
         """The key with this `kid`, or None when the provider does not publish it.
 
         Raises `JwksUnavailable` when the keys cannot be fetched and no usable copy is at hand.
         """
-        key = self._keys.get(kid)
-        if key is not None and not self._is_stale():
-            return key
+        found = self.find_signing_key(kid)
+        return None if found is None else found.key
+
+    def find_signing_key(self, kid: str) -> VersionedKey | None:
+        """`get_signing_key`, with the version of the key set the key was found in."""
+        key_set = self._key_set
+        key = key_set.keys.get(kid)
+        if key is not None and not self._is_stale(key_set):
+            return VersionedKey(key, key_set.version)
         with self._lock:
             # Another thread may have fetched while this one waited for the lock.
-            key = self._keys.get(kid)
-            if key is not None and not self._is_stale():
-                return key
+            key_set = self._key_set
+            key = key_set.keys.get(kid)
+            if key is not None and not self._is_stale(key_set):
+                return VersionedKey(key, key_set.version)
             if self._may_fetch():
                 self._fetch()
-            key = self._keys.get(kid)
+            key_set = self._key_set
+            key = key_set.keys.get(kid)
             if key is not None:
-                return key
+                return VersionedKey(key, key_set.version)
             if self._failure is not None:
                 # The kid may well be genuine; we cannot tell without the provider, so this is a 503.
                 raise JwksUnavailable(
@@ -200,8 +242,8 @@ class JwksCache:
     def close(self) -> None:
         self._session.close()
 
-    def _is_stale(self) -> bool:
-        return self._fetched_at is None or self._clock() - self._fetched_at >= self._max_age
+    def _is_stale(self, key_set: _KeySet) -> bool:
+        return key_set.fetched_at is None or self._clock() - key_set.fetched_at >= self._max_age
 
     def _may_fetch(self) -> bool:
         return self._attempted_at is None or self._clock() - self._attempted_at >= self._min_refetch_interval
@@ -218,13 +260,14 @@ class JwksCache:
         except (requests.RequestException, ValueError) as error:
             self._fail(f"{type(error).__name__}: {error}")
             return
-        keys = _usable_keys(document)
+        keys, published = _usable_keys(document)
         if not keys:
             # Installing an empty set would refuse every token as "unknown key"; keep the old keys instead.
             self._fail("the document holds no usable RS256 signing keys")
             return
-        self._keys = keys
-        self._fetched_at = now
+        previous = self._key_set
+        version = previous.version if published == previous.published else previous.version + 1
+        self._key_set = _KeySet(keys=keys, published=published, version=version, fetched_at=now)
         self._failure = None
 
     def _fail(self, reason: str) -> None:
@@ -262,13 +305,121 @@ def _optional_string(claims: Mapping[str, Any], *names: str) -> str | None:
 
 _TENANT_PLACEHOLDER = re.compile(r"\{tenantid\}", re.IGNORECASE)
 
+_EXPIRED = "The token has expired"
+_NOT_YET_VALID = "The token is not yet valid"
+_MALFORMED = "The bearer token is malformed"
+
 _JWT_REFUSALS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
-    (jwt.ExpiredSignatureError, "The token has expired"),
-    (jwt.ImmatureSignatureError, "The token is not yet valid"),
+    (jwt.ExpiredSignatureError, _EXPIRED),
+    (jwt.ImmatureSignatureError, _NOT_YET_VALID),
     (jwt.InvalidAudienceError, "The token is not intended for this API"),
     (jwt.InvalidSignatureError, "The token signature is invalid"),
-    (jwt.DecodeError, "The bearer token is malformed"),
+    (jwt.DecodeError, _MALFORMED),
 )
+
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    """The token's JOSE header, read only to choose the key; `jwt.decode` parses and checks it again.
+
+    `jwt.get_unverified_header` decodes and checks all three segments, which costs a third of a first
+    validation, only for `jwt.decode` to do it all again. This reads the first segment alone, under the
+    rules PyJWT applies to it (base64url alphabet, at most two '=' of padding, canonical encoding, a JSON
+    object, a string `kid`): it refuses no header that `jwt.decode` would accept, and whatever it lets
+    through that is wrong elsewhere in the token, `jwt.decode` refuses.
+    """
+    segment, dot, rest = token.partition(".")
+    if not dot or "." not in rest:
+        raise _refuse(_MALFORMED)
+    stripped = segment.rstrip("=")
+    padding = len(segment) - len(stripped)
+    if padding > 2 or (padding and len(segment) % 4) or len(stripped) % 4 == 1 or not _BASE64URL.fullmatch(stripped):
+        raise _refuse(_MALFORMED)
+    encoded = stripped.encode("ascii")
+    try:
+        data = jwt.utils.base64url_decode(encoded)
+        if jwt.utils.base64url_encode(data) != encoded:
+            raise ValueError("not the canonical encoding")
+        header: object = json.loads(data)
+    except (ValueError, RecursionError):
+        raise _refuse(_MALFORMED) from None
+    if not isinstance(header, dict) or not isinstance(header.get("kid", ""), str):
+        raise _refuse(_MALFORMED)
+    return header
+
+
+@dataclass(frozen=True, slots=True)
+class _Lifetime:
+    """A validated token's time claims, read as PyJWT reads them (`int(claim)`)."""
+
+    exp: int
+    nbf: int | None
+    iat: int | None
+
+    @classmethod
+    def of(cls, claims: Mapping[str, Any]) -> _Lifetime:
+        """Only for claims `jwt.decode` has accepted, which has checked that these convert."""
+        return cls(
+            exp=int(claims["exp"]),
+            nbf=int(claims["nbf"]) if "nbf" in claims else None,
+            iat=int(claims["iat"]) if "iat" in claims else None,
+        )
+
+    def check(self, now: float, leeway: float) -> None:
+        # PyJWT's own comparisons, in its order (`_validate_iat`, `_validate_nbf`, `_validate_exp` of
+        # jwt.api_jwt), so that a cached token is refused at the very instant `jwt.decode` would refuse it.
+        if self.iat is not None and self.iat > (now + leeway):
+            raise _refuse(_NOT_YET_VALID)
+        if self.nbf is not None and self.nbf > (now + leeway):
+            raise _refuse(_NOT_YET_VALID)
+        if self.exp <= (now - leeway):
+            raise _refuse(_EXPIRED)
+
+
+@dataclass(frozen=True, slots=True)
+class _Validated:
+    principal: Principal
+    lifetime: _Lifetime
+    key_set_version: int
+
+
+class _ValidatedTokens:
+    """The last `max_entries` tokens that passed validation, by their exact text; least recently used
+    leave first. Entries verified with an older key set than the newest one seen are dropped at once:
+    they could never be used again, and would only hold memory until evicted."""
+
+    def __init__(self, max_entries: int) -> None:
+        self._max_entries = max_entries
+        self._entries: OrderedDict[str, _Validated] = OrderedDict()
+        self._key_set_version = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, token: str) -> _Validated | None:
+        with self._lock:
+            entry = self._entries.get(token)
+            if entry is not None:
+                self._entries.move_to_end(token)
+            return entry
+
+    def put(self, token: str, entry: _Validated) -> None:
+        with self._lock:
+            if entry.key_set_version < self._key_set_version:
+                return
+            if entry.key_set_version > self._key_set_version:
+                self._entries.clear()
+                self._key_set_version = entry.key_set_version
+            self._entries[token] = entry
+            self._entries.move_to_end(token)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+
+    def discard(self, token: str) -> None:
+        with self._lock:
+            self._entries.pop(token, None)
 
 
 class TokenValidator:
@@ -277,6 +428,16 @@ class TokenValidator:
     Only RS256 is accepted. The issuer must match the token's own `tid`, and that tenant must be allowed,
     so a token from another tenant (or one whose `iss` and `tid` disagree) is refused. When `issuers` is
     given it replaces the computed v1/v2 issuers; `{tenantid}` in it stands for the token's `tid`.
+
+    A client sends the same token with every request for up to its lifetime, and verifying it costs more
+    than the rest of a cached read, so the principals of the last `cache_size` accepted tokens are kept
+    (0 keeps none). A kept token is accepted without its signature being checked again only while the key
+    set it was verified with is still the one in use and not due for a refresh (`JwksCache.key_set_version`),
+    so a withdrawn key stops working exactly when it would without the cache, and only while PyJWT would
+    still accept its `exp`, `nbf` and `iat` with the same leeway, judged by `clock`. Refusals are not kept.
+    Thread-safe. A kept token holds its text and its principal, measured at 2.4 KB for a user in no group
+    and 37 KB for one in 200 groups: the default bound holds some 25 MB, and 370 MB only if every one of
+    10,000 recent callers were in 200 groups.
     """
 
     def __init__(
@@ -287,39 +448,62 @@ class TokenValidator:
         jwks: JwksCache,
         issuers: Sequence[str] = (),
         leeway_seconds: int = 60,
+        clock: Callable[[], float] = time.time,
+        cache_size: int = 10_000,
     ) -> None:
         # An empty list would make every token fail with a misleading 401; fail at startup instead.
         if not tenant_ids:
             raise ValueError("TokenValidator needs at least one tenant id")
         if not audiences:
             raise ValueError("TokenValidator needs at least one audience")
+        if cache_size < 0:
+            raise ValueError("cache_size cannot be negative")
         self._tenant_ids = frozenset(tenant.strip().lower() for tenant in tenant_ids)
         self._audiences = tuple(audiences)
         self._issuer_templates = tuple(issuers)
         self._jwks = jwks
         self._leeway = leeway_seconds
+        self._clock = clock
+        self._validated = _ValidatedTokens(cache_size)
+
+    @property
+    def cached_token_count(self) -> int:
+        return len(self._validated)
 
     def validate(self, token: str) -> Principal:
         """The principal the token describes; `Unauthenticated` if it is not acceptable, `JwksUnavailable`
         if the signing keys cannot be fetched."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise _refuse("The bearer token is malformed") from None
+        cached = self._validated.get(token)
+        if cached is not None:
+            if cached.key_set_version == self._jwks.key_set_version():
+                try:
+                    cached.lifetime.check(self._clock(), self._leeway)
+                except Unauthenticated:
+                    self._validated.discard(token)
+                    raise
+                return cached.principal
+            # The keys have changed, or are due for a refresh, since it was verified: verify it as if new.
+            self._validated.discard(token)
+        validated = self._verify(token)
+        self._validated.put(token, validated)
+        return validated.principal
+
+    def _verify(self, token: str) -> _Validated:
+        header = _unverified_header(token)
         # Checked before any key lookup, so `alg: none` or HS256 tokens never cost a JWKS fetch.
         if header.get("alg") != _ALGORITHM:
             raise _refuse("The token is not signed with an accepted algorithm")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise _refuse("The token does not name its signing key")
-        key = self._jwks.get_signing_key(kid)
-        if key is None:
+        found = self._jwks.find_signing_key(kid)
+        if found is None:
             raise _refuse("The token is signed with an unknown key")
 
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key,
+                found.key,
                 algorithms=[_ALGORITHM],
                 audience=self._audiences,
                 leeway=self._leeway,
@@ -329,6 +513,10 @@ class TokenValidator:
             raise _refuse(f"The token lacks the '{error.claim}' claim") from None
         except jwt.PyJWTError as error:
             raise _refuse(self._reason(error)) from None
+        lifetime = _Lifetime.of(claims)
+        # PyJWT judged the lifetime by the system clock, which `clock` is unless a test injects another;
+        # judging it by `clock` too puts a token's first use and its cached uses on one clock.
+        lifetime.check(self._clock(), self._leeway)
 
         tid = claims["tid"]
         if not isinstance(tid, str) or tid.lower() not in self._tenant_ids:
@@ -339,7 +527,7 @@ class TokenValidator:
         oid = claims["oid"]
         if not isinstance(oid, str) or not oid:
             raise _refuse("The token's claims are malformed")
-        return self._principal(claims, oid=oid, tid=tid)
+        return _Validated(self._principal(claims, oid=oid, tid=tid), lifetime, found.version)
 
     @staticmethod
     def _reason(error: jwt.PyJWTError) -> str:

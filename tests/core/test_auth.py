@@ -18,11 +18,13 @@ from core.auth import (
     JwksUnavailable,
     Principal,
     TokenValidator,
+    VersionedKey,
     bearer_token,
     require_access,
     require_admin,
 )
 from core.errors import Forbidden, ServiceUnavailable, Unauthenticated
+from localhost.dev_signer import json_segment
 from tests.support.tokens import (
     JwksServer,
     SigningKey,
@@ -41,10 +43,11 @@ WINDOW = 5.0
 
 
 class FakeClock:
-    """Drives the cache's rate limit deterministically; token times still use the real clock."""
+    """A clock moved by hand: the JWKS cache's rate limit and key age, or, started at the real time, the
+    validator's wall clock (PyJWT still judges a token's first use by the real clock)."""
 
-    def __init__(self) -> None:
-        self.now = 1000.0
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
 
     def __call__(self) -> float:
         return self.now
@@ -317,6 +320,27 @@ def test_v1_issuer_for_a_v2_audience_is_accepted(validator: TokenValidator, fact
     assert validator.validate(factory.user_token(iss=v1_issuer(TENANT))).tid == TENANT
 
 
+def test_a_header_is_read_by_pyjwts_rules(factory: TokenFactory) -> None:
+    # PyJWT accepts the '=' padding some issuers add, when the signature covers it.
+    for kid in ("k", "kk", "kkk"):
+        header = json_segment({"alg": "RS256", "typ": "JWT", "kid": kid})
+        if len(header) % 4:
+            break
+    padded = header + "=" * (-len(header) % 4)
+    assert padded != header
+    key = SigningKey(kid=kid)
+    signing_input = f"{padded}.{json_segment(factory.user_claims())}"
+    token = f"{signing_input}.{b64url(key.sign(signing_input.encode()))}"
+    payload, signature = token.split(".")[1:]
+    with JwksServer([key]) as server:
+        jwks = JwksCache(server.uri)
+        validator = TokenValidator(tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=jwks)
+        assert validator.validate(token).oid
+        for bad in (f"{header}===.{payload}.{signature}", f"{header}!.{payload}.{signature}", f"{header}.{payload}"):
+            assert refused(validator, bad).detail == "The bearer token is malformed"
+        jwks.close()
+
+
 # --- configured issuers ----------------------------------------------------------------------------------
 
 
@@ -511,6 +535,38 @@ def test_unusable_keys_are_ignored(server: JwksServer, validator: TokenValidator
     refused(validator, sign_token(factory.user_claims(), factory.key, {"kid": "hmac"}))
 
 
+def test_key_set_versions(server: JwksServer, cache: JwksCache, clock: FakeClock, key: SigningKey) -> None:
+    assert cache.key_set_version() is None  # nothing fetched yet
+    assert cache.find_signing_key(key.kid) == (cache.get_signing_key(key.kid), 1)
+    assert cache.key_set_version() == 1
+    clock.advance(WINDOW)
+    assert cache.find_signing_key("made-up") is None  # refetched: the same keys keep their version
+    assert cache.key_set_version() == 1
+    new_key = SigningKey()
+    server.publish(new_key)
+    clock.advance(WINDOW)
+    assert cache.find_signing_key(new_key.kid) == (cache.get_signing_key(new_key.kid), 2)
+    assert cache.find_signing_key(key.kid) == (cache.get_signing_key(key.kid), 2)
+    assert server.fetch_count == 3
+
+
+def test_key_set_version_is_none_while_a_refresh_is_due(server: JwksServer, key: SigningKey, clock: FakeClock) -> None:
+    cache = JwksCache(server.uri, max_age=3600, clock=clock)
+    cache.get_signing_key(key.kid)
+    clock.advance(3599)
+    assert cache.key_set_version() == 1
+    clock.advance(1)
+    assert cache.key_set_version() is None
+    server.respond_with(500)
+    assert cache.get_signing_key(key.kid) is not None  # the refresh failed: the old keys stay in use, still due
+    assert cache.key_set_version() is None
+    server.respond_normally()
+    clock.advance(WINDOW)
+    assert cache.find_signing_key(key.kid) == (cache.get_signing_key(key.kid), 1)
+    assert cache.key_set_version() == 1
+    cache.close()
+
+
 # --- identity provider outages ---------------------------------------------------------------------------
 
 
@@ -595,6 +651,249 @@ def test_stale_keys_stay_in_use_when_the_refresh_fails(
     assert validator.validate(factory.user_token()).oid
     assert server.fetch_count == 2
     cache.close()
+
+
+# --- the token cache -------------------------------------------------------------------------------------
+
+
+class CountingJwks(JwksCache):
+    """Counts key lookups: the validator looks a key up for every signature it verifies, and only then."""
+
+    def __init__(self, uri: str, **kwargs: Any) -> None:
+        super().__init__(uri, **kwargs)
+        self.lookups = 0
+
+    def find_signing_key(self, kid: str) -> VersionedKey | None:
+        self.lookups += 1
+        return super().find_signing_key(kid)
+
+
+@pytest.fixture
+def wall() -> FakeClock:
+    """The validator's wall clock, starting at the real time: a first use is judged by PyJWT on the real clock."""
+    return FakeClock(start=time.time())
+
+
+@pytest.fixture
+def counting(server: JwksServer, clock: FakeClock) -> Iterator[CountingJwks]:
+    jwks = CountingJwks(server.uri, min_refetch_interval=WINDOW, max_age=3600, timeout=2.0, clock=clock)
+    yield jwks
+    jwks.close()
+
+
+@pytest.fixture
+def cached(counting: CountingJwks, wall: FakeClock) -> TokenValidator:
+    return TokenValidator(tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=counting, clock=wall)
+
+
+def test_a_repeated_token_is_verified_once(
+    cached: TokenValidator, counting: CountingJwks, factory: TokenFactory
+) -> None:
+    token = factory.user_token(oid="repeat", groups=["g1"])
+    first = cached.validate(token)
+    assert [cached.validate(token) for _ in range(100)] == [first] * 100
+    assert counting.lookups == 1
+    assert cached.cached_token_count == 1
+
+
+def test_every_new_token_is_verified(cached: TokenValidator, counting: CountingJwks, factory: TokenFactory) -> None:
+    # Two tokens of one user differ in their text (`uti`, `iat`), and each is verified on its first use.
+    first, second = factory.user_token(oid="same"), factory.user_token(oid="same")
+    assert cached.validate(first) == cached.validate(second)
+    assert counting.lookups == 2
+
+
+@pytest.mark.parametrize("leeway", [60, 0])
+def test_a_cached_token_is_refused_once_exp_plus_leeway_passes(
+    leeway: int, counting: CountingJwks, wall: FakeClock, factory: TokenFactory
+) -> None:
+    validator = TokenValidator(
+        tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=counting, clock=wall, leeway_seconds=leeway
+    )
+    exp = int(wall.now) + 120
+    token = factory.user_token(exp=exp)
+    validator.validate(token)
+    wall.now = exp + leeway - 0.001
+    assert validator.validate(token).oid
+    assert counting.lookups == 1
+    wall.now = exp + leeway  # PyJWT refuses when exp <= now - leeway
+    assert refused(validator, token).detail == "The token has expired"
+    assert validator.cached_token_count == 0
+    assert refused(validator, token).detail == "The token has expired"
+
+
+def test_the_cache_and_a_first_use_draw_the_line_at_the_same_instant(
+    counting: CountingJwks, wall: FakeClock, factory: TokenFactory
+) -> None:
+    cached = TokenValidator(tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=counting, clock=wall)
+    start = wall.now
+    exp = int(start) + 120
+    token = factory.user_token(exp=exp)
+    cached.validate(token)
+    for offset in (-1.0, -0.001, 0.0, 0.001, 1.0):
+        wall.now = exp + 60 + offset
+        uncached = TokenValidator(tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=counting, clock=wall, cache_size=0)
+        outcomes = []
+        for validator in (cached, uncached):
+            try:
+                outcomes.append(validator.validate(token).oid)
+            except Unauthenticated as error:
+                outcomes.append(error.detail)
+        assert outcomes[0] == outcomes[1], offset
+        assert (outcomes[0] == "The token has expired") is (offset >= 0), offset
+        wall.now = start  # back before the line, for the cached validator to hold the token again
+        cached.validate(token)
+
+
+def test_a_cached_token_honours_nbf_and_iat_when_the_clock_steps_back(
+    cached: TokenValidator, counting: CountingJwks, wall: FakeClock, factory: TokenFactory
+) -> None:
+    issued = int(wall.now)
+    token = factory.user_token(nbf=issued, iat=None)
+    cached.validate(token)
+    wall.now = issued - 60  # PyJWT refuses when nbf > now + leeway; at exactly nbf - leeway it accepts
+    assert cached.validate(token).oid
+    assert counting.lookups == 1
+    wall.now = issued - 60.001
+    assert refused(cached, token).detail == "The token is not yet valid"
+    iat_only = factory.user_token(nbf=None, iat=issued)
+    wall.now = issued
+    cached.validate(iat_only)
+    wall.now = issued - 60
+    assert cached.validate(iat_only).oid
+    wall.now = issued - 60.001
+    assert refused(cached, iat_only).detail == "The token is not yet valid"
+    assert counting.lookups == 2
+
+
+def test_refusals_are_not_cached(cached: TokenValidator, counting: CountingJwks, factory: TokenFactory) -> None:
+    not_yet = factory.user_token(nbf=int(time.time()) + 300)
+    for _ in range(3):
+        refused(cached, not_yet)
+    assert counting.lookups == 3
+    assert cached.cached_token_count == 0
+
+
+@pytest.mark.parametrize("refreshed_by", ["a token of the new key", "a made-up kid"])
+def test_a_refresh_that_withdraws_the_key_flushes_the_cache(
+    refreshed_by: str,
+    cached: TokenValidator,
+    server: JwksServer,
+    clock: FakeClock,
+    factory: TokenFactory,
+    other_key: SigningKey,
+) -> None:
+    old = factory.user_token()
+    cached.validate(old)
+    replacement = SigningKey()
+    server.set_keys([replacement])
+    assert cached.validate(old).oid  # nothing has refreshed the keys yet, so the key still stands
+    clock.advance(WINDOW)
+    # An unknown kid refreshes the keys, whether or not the token naming it is then accepted.
+    if refreshed_by == "a made-up kid":
+        refused(cached, factory.user_token(key=other_key))
+    else:
+        assert cached.validate(factory.user_token(key=replacement)).oid
+        # Entries verified with the withdrawn keys are dropped as soon as one of the new keys is used.
+        assert cached.cached_token_count == 1
+    assert server.fetch_count == 2
+    assert refused(cached, old).detail == "The token is signed with an unknown key"
+
+
+def test_keys_due_for_a_refresh_are_refreshed_before_a_cached_token_is_accepted(
+    cached: TokenValidator, server: JwksServer, clock: FakeClock, factory: TokenFactory
+) -> None:
+    token = factory.user_token()
+    cached.validate(token)
+    server.set_keys([SigningKey()])
+    clock.advance(3599)
+    assert cached.validate(token).oid
+    clock.advance(1)  # `max_age` reached
+    assert refused(cached, token).detail == "The token is signed with an unknown key"
+    assert server.fetch_count == 2
+
+
+def test_a_refresh_that_changes_nothing_keeps_the_cache(
+    cached: TokenValidator,
+    counting: CountingJwks,
+    server: JwksServer,
+    clock: FakeClock,
+    factory: TokenFactory,
+    other_key: SigningKey,
+) -> None:
+    token = factory.user_token()
+    cached.validate(token)
+    clock.advance(WINDOW)
+    refused(cached, factory.user_token(key=other_key))  # a made-up kid refetches the same keys
+    assert server.fetch_count == 2
+    lookups = counting.lookups
+    for _ in range(10):
+        cached.validate(token)
+    assert counting.lookups == lookups
+    clock.advance(3600)
+    cached.validate(token)  # the keys are due for a refresh: fetched again, unchanged, and verified again
+    assert server.fetch_count == 3
+    assert counting.lookups == lookups + 1
+    for _ in range(10):
+        cached.validate(token)
+    assert counting.lookups == lookups + 1
+
+
+def test_the_cache_keeps_the_most_recently_used_tokens(
+    counting: CountingJwks, wall: FakeClock, factory: TokenFactory
+) -> None:
+    validator = TokenValidator(tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=counting, clock=wall, cache_size=3)
+    tokens = [factory.user_token(oid=f"user-{n}") for n in range(5)]
+    for token in tokens[:3]:
+        validator.validate(token)
+    validator.validate(tokens[0])  # used again: now the most recent
+    validator.validate(tokens[3])  # evicts tokens[1], the least recently used
+    validator.validate(tokens[4])  # evicts tokens[2]
+    assert validator.cached_token_count == 3
+    assert counting.lookups == 5
+    for token in (tokens[0], tokens[3], tokens[4]):
+        validator.validate(token)
+    assert counting.lookups == 5
+    validator.validate(tokens[1])
+    assert counting.lookups == 6
+    assert validator.cached_token_count == 3
+
+
+def test_a_cache_size_of_zero_keeps_nothing(counting: CountingJwks, factory: TokenFactory) -> None:
+    validator = TokenValidator(tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=counting, cache_size=0)
+    token = factory.user_token()
+    for _ in range(3):
+        validator.validate(token)
+    assert counting.lookups == 3
+    assert validator.cached_token_count == 0
+    with pytest.raises(ValueError, match="cache_size"):
+        TokenValidator(tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=counting, cache_size=-1)
+
+
+def test_concurrent_validations_through_a_small_cache(
+    counting: CountingJwks, wall: FakeClock, factory: TokenFactory
+) -> None:
+    validator = TokenValidator(tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=counting, clock=wall, cache_size=8)
+    tokens = {f"user-{n}": factory.user_token(oid=f"user-{n}") for n in range(20)}
+    barrier = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def validate(seed: int) -> None:
+        barrier.wait()
+        try:
+            for round_ in range(50):
+                for oid in list(tokens)[(seed + round_) % 20 :][:5]:
+                    assert validator.validate(tokens[oid]).oid == oid
+        except BaseException as error:  # collected and asserted on below
+            failures.append(error)
+
+    threads = [threading.Thread(target=validate, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert failures == []
+    assert validator.cached_token_count <= 8
 
 
 # --- the Authorization header ----------------------------------------------------------------------------
