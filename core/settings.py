@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     directory_cache_ttl_seconds: float = Field(default=300, ge=0, validation_alias="DIRECTORY_CACHE_TTL_SECONDS")
     graph_base_url: str = Field(default="https://graph.microsoft.com/v1.0", validation_alias="GRAPH_BASE_URL")
 
-    delegation_max_depth: int = Field(default=10, ge=1, validation_alias="DELEGATION_MAX_DEPTH")
+    # Bounded so the longest chain still fits an assignment under Cosmos DB's item limit (tests/core/test_models.py).
+    delegation_max_depth: int = Field(default=10, ge=1, le=50, validation_alias="DELEGATION_MAX_DEPTH")
     # The most attempts kept on an assignment whose `maxAttempts` is null.
     # Bounded by models.MAX_ATTEMPTS: more would let an assignment outgrow Cosmos DB's item limit.
     attempts_limit: int = Field(default=100, ge=1, le=100, validation_alias="ATTEMPTS_LIMIT")
