@@ -263,6 +263,7 @@ class Assignment(AssignmentFields):
 
 
 _PUBLIC_FIELDS = frozenset(Assignment.model_fields)
+_PUBLIC_FIELD_NAMES = set(_PUBLIC_FIELDS)
 
 
 class AssignmentDocument(AssignmentFields):
@@ -287,6 +288,11 @@ class AssignmentDocument(AssignmentFields):
 
     def to_public(self) -> Assignment:
         return Assignment.model_validate(self.model_dump(include=set(_PUBLIC_FIELDS)))
+
+    def public_json(self) -> dict[str, Any]:
+        """The public representation in one pass: the stored document, validated once when it was read,
+        dumped with only the public fields (the same JSON as `to_public().to_json()`, without re-validating)."""
+        return self.model_dump(mode="json", by_alias=True, include=_PUBLIC_FIELD_NAMES)
 
     def to_cosmos(self) -> dict[str, Any]:
         """The JSON body to write; system properties are Cosmos's to set. It is validated as the read side

@@ -65,7 +65,7 @@ def _replay(deps: Deps, command: Command, idempotency: IdempotentRequest, assign
     document = deps.store.read(command.principal.tid, assignment_id)
     if document is None or document.created_with_key != idempotency.key:
         return None
-    return Outcome(document.to_public().to_json(), created=True)
+    return Outcome(document.public_json(), created=True)
 
 
 def create_assignment(command: Command, deps: Deps) -> Outcome:
@@ -116,10 +116,10 @@ def create_assignment(command: Command, deps: Deps) -> Outcome:
         if replay is None:
             raise
         return replay
-    return Outcome(stored.to_public().to_json(), created=True)
+    return Outcome(stored.public_json(), created=True)
 
 
 def get_assignment(command: Command, deps: Deps) -> Outcome:
     document = load(deps, command.principal, command.assignment_id)
     check_readable(command.principal, document)
-    return Outcome(document.to_public().to_json())
+    return Outcome(document.public_json())

@@ -78,6 +78,6 @@ def list_assignments(params: Mapping[str, str], principal: Principal, deps: Deps
     store_token = _decode_token(query.continuation_token, fingerprint)
     page = deps.store.list_page(list_filter, page_size=query.page_size, continuation_token=store_token)
     return {
-        "items": [document.to_public().to_json() for document in page.items],
+        "items": [document.public_json() for document in page.items],
         "continuationToken": _encode_token(page.continuation_token, fingerprint),
     }

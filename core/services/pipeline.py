@@ -212,7 +212,7 @@ def _replay(deps: Deps, document: AssignmentDocument, record: IdempotencyRecord,
         raise IdempotencyKeyReused("This Idempotency-Key was already used with a different request body")
     shown = document if record.shown_id == document.id else deps.store.read(document.tenant_id, record.shown_id)
     # The first status, with the current representation of what that response showed.
-    return Outcome((shown or document).to_public().to_json(), created=record.created)
+    return Outcome((shown or document).public_json(), created=record.created)
 
 
 def run_write(
@@ -251,7 +251,7 @@ def run_write(
         if decision.needs_user:
             decision = operation(document, replace(ctx, user=lookup.user(), user_resolved=True))
         if not decision.writes:
-            return Outcome(decision.shown.to_public().to_json(), created=False)
+            return Outcome(decision.shown.public_json(), created=False)
         record = None
         if idempotency is not None:
             record = IdempotencyRecord(
@@ -263,6 +263,6 @@ def run_write(
                 ttl=deps.idempotency_ttl_seconds,
             )
         stored = deps.store.write(decision, etag=document.etag or "", record=record)
-        return Outcome(stored.to_public().to_json(), created=decision.created)
+        return Outcome(stored.public_json(), created=decision.created)
 
     return retry_conflicts(attempt)

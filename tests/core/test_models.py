@@ -192,3 +192,9 @@ def test_whatever_the_write_path_accepts_reads_back_equal(
     again = AssignmentDocument.model_validate(json.loads(wire))
     assert again == document
     assert again.to_public().to_json() == document.to_public().to_json()
+
+
+def test_the_one_pass_public_json_equals_the_public_model() -> None:
+    document = AssignmentDocument.model_validate(worst_case_document())
+    assert document.public_json() == document.to_public().to_json()
+    assert set(document.public_json()) == set(document.to_public().to_json())
