@@ -84,7 +84,8 @@ class _StopOnSignal:
 
     def install(self) -> None:
         # SIGINT even when inherited as ignored: a shell starts background jobs (`scripts/run &` in a script) and
-        # some CI runners start their steps that way, and Ctrl-C or `kill -INT` must still stop the run command.
+        # some CI runners start their steps that way, and their `kill -INT` (a runner's cancel, a test's Ctrl-C)
+        # must still stop the run command.
         # SIGHUP (the terminal went away) unless inherited as ignored: that is `nohup`, asking for exactly that.
         signal.signal(signal.SIGINT, self)
         signal.signal(signal.SIGTERM, self)
