@@ -20,6 +20,7 @@ from types import TracebackType
 from core.clock import Clock, utc_now
 from localhost.app_settings import AppSettings, BindingConfigError
 from localhost.change_feed import ChangeFeedListener, CosmosTriggerBinding
+from localhost.cors import CorsPolicy
 from localhost.http_server import HttpFrontEnd, HttpFunction
 from localhost.indexing import IndexedFunction
 from localhost.invocation import FunctionInvoker
@@ -51,6 +52,7 @@ class LocalHost:
         clock: Clock = utc_now,
         timer_sleep: Sleep | None = None,
         schedule_status: ScheduleStatusStore | None = None,
+        cors: CorsPolicy | None = None,
     ) -> None:
         settings = AppSettings(app_settings)
         names = [function.name for function in functions]
@@ -84,7 +86,7 @@ class LocalHost:
                 self.descriptions.append(f"{function.name}: timerTrigger ({timer.schedule})")
             else:
                 raise BindingConfigError(f"function {function.name}: the local host does not support {kind} triggers")
-        self.http = HttpFrontEnd(RouteTable(routes), address=address, port=port)
+        self.http = HttpFrontEnd(RouteTable(routes), address=address, port=port, cors=cors)
         self.descriptions[:0] = [
             f"{route.target.invoker.name}: [{','.join(sorted(route.methods or {'*'}))}] {self.url}/{route.template}"
             for route in routes

@@ -4,6 +4,8 @@ Each request runs on its own thread, so concurrent requests are served concurren
 `func.HttpRequest` (method, full URL, headers, query parameters, route values, body), and the function's
 `func.HttpResponse` (or `str`) is written back with the Content-Type the worker derives from its mimetype. A
 function that raises answers 500 with an empty body, as the real host does; the exception goes to the log only.
+With a CORS policy (`Host.CORS`), the host answers preflights itself and adds CORS headers, as `func start` does
+(`localhost.cors`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 import azure.functions as func
 from azure.functions.http import HttpResponseConverter
 
+from localhost.cors import CorsPolicy
 from localhost.invocation import FunctionInvoker
 from localhost.routing import NoMatch, RouteTable
 
@@ -66,9 +69,17 @@ def reply_of(value: Any) -> Reply:
 
 
 class HttpFrontEnd:
-    def __init__(self, routes: RouteTable[HttpFunction], *, address: str = "127.0.0.1", port: int = 7071) -> None:
+    def __init__(
+        self,
+        routes: RouteTable[HttpFunction],
+        *,
+        address: str = "127.0.0.1",
+        port: int = 7071,
+        cors: CorsPolicy | None = None,
+    ) -> None:
         self.routes = routes
         self.address = address
+        self.cors = cors
         self._server = _Server((address, port), _Handler)
         self._server.front_end = self
         self._thread: threading.Thread | None = None
@@ -95,6 +106,18 @@ class HttpFrontEnd:
         self._server.server_close()
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes, host: str) -> Reply:
+        """The reply to a request (`headers` with lower-case names), CORS applied."""
+        if self.cors is not None and self.cors.is_preflight(method, headers):
+            # The host's CORS middleware answers every preflight itself; no function ever sees one.
+            return Reply(204, self.cors.preflight_headers(headers), b"")
+        return self.with_cors(headers, self._invoke(method, target, headers, body, host))
+
+    def with_cors(self, request_headers: dict[str, str], reply: Reply) -> Reply:
+        if self.cors is None:
+            return reply
+        return Reply(reply.status, self.cors.response_headers(request_headers, reply.headers), reply.body)
+
+    def _invoke(self, method: str, target: str, headers: dict[str, str], body: bytes, host: str) -> Reply:
         parts = urlsplit(target)
         resolution = self.routes.resolve(method, parts.path)
         if isinstance(resolution, NoMatch):
@@ -142,15 +165,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         started = time.perf_counter()
+        front_end = self.server.front_end
+        headers = dict(self._joined_headers())
         try:
             body = self._read_body()
         except _RequestError as error:
             self.close_connection = True
-            self._write(Reply(error.status, [], b""))
+            self._write(front_end.with_cors(headers, Reply(error.status, [], b"")))
             return
-        front_end = self.server.front_end
         host = self.headers.get("host") or f"{front_end.address}:{front_end.port}"
-        reply = front_end.handle(self.command, self.path, dict(self._joined_headers()), body, host)
+        reply = front_end.handle(self.command, self.path, headers, body, host)
         self._write(reply)
         log.debug(
             "%s %s -> %d (%.0f ms)", self.command, self.path, reply.status, (time.perf_counter() - started) * 1000

@@ -7,6 +7,7 @@
    listens, shares the signer's key with `scripts/token` (`localhost.shared_signer`).
 4. Creates the database and containers, seeds the demo data, and starts the local host on `PORT` (default
    7071; 0 picks a free port) with `function_app.py`'s own functions.
+   With `Host.CORS` in local.settings.json (or `--cors`), the host does CORS as `func start` does.
 5. Prints what runs where, tokens for the demo users, an admin app and a reporter app, and a curl command that
    answers 200.
 
@@ -24,6 +25,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from types import FrameType
 
 from pydantic import ValidationError
@@ -31,6 +33,7 @@ from pydantic import ValidationError
 from core.bootstrap import Runtime, set_runtime
 from core.settings import Settings
 from localhost.app_settings import app_settings_of
+from localhost.cors import CorsConfigError, CorsPolicy, read_host_section
 from localhost.demo import GRACE, WELCOME_ID, DemoData, DemoUser, seed_demo_data
 from localhost.dev_signer import (
     DEV_TOKEN_LIFETIME_SECONDS,
@@ -48,6 +51,9 @@ from localhost.shared_signer import SharedSignerError
 log = logging.getLogger("localhost")
 
 DEFAULT_PORT = 7071
+# Read from the current directory, as func start reads it; scripts/run runs at the repository root. Only its Host
+# section's CORS keys are used: the Values are func start's, and would point the run command at other services.
+LOCAL_SETTINGS_FILE = "local.settings.json"
 EPILOG = """settings (environment variables):
   PORT                 the HTTP port (default 7071; 0 picks a free one)
   LOCAL_DEV_SIGNER     1 (default here) trusts the development token signer; 0 uses the AUTH_* settings
@@ -78,7 +84,8 @@ class _StopOnSignal:
 
     def install(self) -> None:
         # SIGINT even when inherited as ignored: a shell starts background jobs (`scripts/run &` in a script) and
-        # some CI runners start their steps that way, and Ctrl-C or `kill -INT` must still stop the run command.
+        # some CI runners start their steps that way, and their `kill -INT` (a runner's cancel, a test's Ctrl-C)
+        # must still stop the run command.
         # SIGHUP (the terminal went away) unless inherited as ignored: that is `nohup`, asking for exactly that.
         signal.signal(signal.SIGINT, self)
         signal.signal(signal.SIGTERM, self)
@@ -138,7 +145,9 @@ def _token_name(user: DemoUser) -> str:
     return user.upn.split("@")[0].upper()
 
 
-def _banner(host: LocalHost, services: list[str], signer: DevSigner | None, demo: DemoData) -> str:
+def _banner(
+    host: LocalHost, services: list[str], signer: DevSigner | None, demo: DemoData, cors: CorsPolicy | None
+) -> str:
     url = host.url
     lines = [
         "",
@@ -161,6 +170,7 @@ def _banner(host: LocalHost, services: list[str], signer: DevSigner | None, demo
         f"for candidate group {demo.candidate_group}",
         "",
         f"Health:  curl -s {url}/health",
+        f"CORS:    {cors.describe() if cors else 'off'}  (Host.CORS / Host.CORSCredentials of local.settings.json)",
         "",
     ]
     if signer is None:
@@ -197,7 +207,20 @@ def _banner(host: LocalHost, services: list[str], signer: DevSigner | None, demo
     return "\n".join(lines)
 
 
-def _start(environ: Mapping[str, str], port: int, stack: contextlib.ExitStack) -> str:
+def cors_policy(cors: str | None, credentials: bool | None, settings_file: Path) -> CorsPolicy | None:
+    """CORS as `func start` resolves it: `--cors` / `--cors-credentials` when given, else the `Host` section of
+    local.settings.json in the current directory."""
+    try:
+        host = read_host_section(settings_file)
+        return CorsPolicy.from_setting(
+            host.cors if cors is None else cors,
+            credentials=host.cors_credentials if credentials is None else credentials,
+        )
+    except CorsConfigError as error:
+        raise StartupError(str(error)) from None
+
+
+def _start(environ: Mapping[str, str], port: int, cors: CorsPolicy | None, stack: contextlib.ExitStack) -> str:
     """Start everything, each registered on `stack` to be stopped; returns the banner."""
     values, service_lines = _start_services(environ, stack)
     signer: DevSigner | None = None
@@ -213,7 +236,7 @@ def _start(environ: Mapping[str, str], port: int, stack: contextlib.ExitStack) -
     runtime.store  # noqa: B018 - creates the database and containers now rather than at the first request
     demo = seed_demo_data(runtime)
     try:
-        host = LocalHost(index_app("function_app"), app_settings, port=port)
+        host = LocalHost(index_app("function_app"), app_settings, port=port, cors=cors)
     except OSError as error:
         raise StartupError(f"cannot listen on 127.0.0.1:{port} ({error.strerror}); set PORT to another port") from None
     stack.callback(host.stop)
@@ -225,10 +248,10 @@ def _start(environ: Mapping[str, str], port: int, stack: contextlib.ExitStack) -
             raise StartupError(f"cannot share the development signer with scripts/token: {error}") from None
         # Unshared before the host lets go of its port, so the file named by the port is this run's until removed.
         stack.callback(signer.unshare)
-    return _banner(host, service_lines, signer, demo)
+    return _banner(host, service_lines, signer, demo, cors)
 
 
-def run(environ: Mapping[str, str]) -> None:
+def run(environ: Mapping[str, str], *, cors: CorsPolicy | None = None) -> None:
     refuse_in_azure(environ)
     try:
         port = int(environ.get("PORT") or DEFAULT_PORT)
@@ -236,7 +259,7 @@ def run(environ: Mapping[str, str]) -> None:
         raise StartupError(f"PORT must be a port number, not {environ['PORT']!r}") from None
     with contextlib.ExitStack() as stack:
         try:
-            _say(_start(environ, port, stack))
+            _say(_start(environ, port, cors, stack))
             while True:
                 time.sleep(3600)  # until a stop signal; the ExitStack then stops everything, newest first
         finally:
@@ -244,17 +267,31 @@ def run(environ: Mapping[str, str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="python -m localhost",
         description="Serve function_app.py locally with the emulators, demo data and a development token signer.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    ).parse_args(argv)
+    )
+    parser.add_argument(
+        "--cors",
+        help="comma-separated allowed CORS origins with no spaces, or * (as func start --cors; default: Host.CORS of "
+        "local.settings.json, else CORS off)",
+    )
+    parser.add_argument(
+        "--cors-credentials",
+        action="store_const",
+        const=True,
+        help="allow cross-origin requests with credentials (as func start --cors-credentials; default: "
+        "Host.CORSCredentials of local.settings.json, else false)",
+    )
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%X")
     logging.getLogger("azure").setLevel(logging.WARNING)
     _STOP.install()
     try:
-        run(os.environ)
+        cors = cors_policy(args.cors, args.cors_credentials, Path.cwd() / LOCAL_SETTINGS_FILE)
+        run(os.environ, cors=cors)
     except KeyboardInterrupt:
         _say("\nStopped.")
     except (StartupError, DevSignerRefused) as error:

@@ -153,8 +153,13 @@ def run_command(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartRunCo
     yield start
     for command in commands:
         if command.process.poll() is None:
-            command.process.kill()
-            command.process.wait()
+            # SIGTERM first: it cleans up after itself (emulators, their folders, the shared key); SIGKILL would leak.
+            command.process.terminate()
+            try:
+                command.process.wait(timeout=EXIT_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                command.process.kill()
+                command.process.wait()
 
 
 def printed_exports(command: RunCommand) -> dict[str, str]:

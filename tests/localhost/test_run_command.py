@@ -1,6 +1,7 @@
 """The run command as a user runs it: `python -m localhost` (what scripts/run execs after setup) starts the
 emulators, seeds demo data, prints a curl command that answers 200, and Ctrl-C stops everything it started."""
 
+import json
 import os
 import re
 import shlex
@@ -132,4 +133,41 @@ def test_the_printed_tokens_cover_every_role_and_each_does_what_its_role_allows(
     )
     assert reported.status_code == 200, reported.text
     assert reported.json()["status"] == "completed"  # demo-welcome completes when visited
+    assert command.stop() == 0
+
+
+def test_cors_comes_from_the_host_section_of_local_settings_json(run_command: StartRunCommand, tmp_path: Path) -> None:
+    origin = "http://localhost:3000"
+    settings = {
+        # Values are func start's, never the run command's: this one would otherwise skip the Cosmos emulator.
+        "Values": {"COSMOS_ENDPOINT": "http://127.0.0.1:9/"},
+        "Host": {"LocalHttpPort": 7071, "CORS": origin, "CORSCredentials": True},
+    }
+    (tmp_path / "local.settings.json").write_text(json.dumps(settings))
+    command = run_command(cwd=tmp_path)  # read from the current directory, as func start reads it
+    base = command.wait_for_line(r"running locally at (http://\S+)").group(1)
+    command.wait_for_line(r"Cosmos DB emulator .*\(started here")
+    command.wait_for_line(rf"^CORS: +{re.escape(origin)} \(with credentials\)")
+    tokens = printed_exports(command)
+
+    preflight = requests.options(
+        f"{base}/assignments/demo-welcome",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
+        timeout=10,
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == origin
+    assert preflight.headers["Access-Control-Allow-Credentials"] == "true"
+    assert preflight.headers["Access-Control-Allow-Headers"] == "authorization"
+
+    headers = {"Origin": origin, "Authorization": f"Bearer {tokens['TOKEN_GRACE']}"}
+    read = requests.get(f"{base}/assignments/demo-welcome", headers=headers, timeout=10)
+    assert read.status_code == 200
+    assert read.headers["Access-Control-Allow-Origin"] == origin
+    other = requests.get(f"{base}/health", headers={"Origin": "https://elsewhere.example"}, timeout=10)
+    assert "Access-Control-Allow-Origin" not in other.headers
     assert command.stop() == 0

@@ -99,9 +99,10 @@ def test_a_key_left_by_a_killed_run_is_never_used(run_command: StartRunCommand) 
     command = run_command()
     command.wait_for_line(r"^curl -s ")
     (shared,) = (command.runtime_dir / "assignments-localhost").glob("signer-*.json")
-    command.process.kill()  # no cleanup: the file stays, but its signer is gone
-    command.process.wait()
-    assert shared.exists()
+    left_behind = shared.read_bytes()
+    assert command.stop() == 0
+    # What `kill -9` leaves (without leaking the emulators' folders as a real one would): the file, not the signer.
+    shared.write_bytes(left_behind)
     result = scripts_token("--upn", "dora@contoso.com", runtime_dir=command.runtime_dir)
     assert (result.returncode, result.stdout) == (2, "")
     assert "no run command with a development signer is running" in result.stderr
