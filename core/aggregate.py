@@ -32,6 +32,7 @@ from core.errors import (
     UserNotFound,
     ValidationFailed,
 )
+from core.events import EventDocument, EventType, new_event
 from core.models import (
     AssignmentDocument,
     AssignmentFields,
@@ -41,7 +42,6 @@ from core.models import (
     CreateRequest,
     DelegateRequest,
     EventRequest,
-    OutboxEvent,
     PatchRequest,
     ReassignRequest,
     RejectRequest,
@@ -72,25 +72,6 @@ if TYPE_CHECKING:
 
 # The actor the timer writes as (docs/api-rules.md, "Timer: expiry and reminders").
 SYSTEM_ACTOR = "system:timer"
-# How many versions of outbox events a document keeps: enough for the change feed to see them.
-OUTBOX_VERSIONS_KEPT = 50
-
-EVENT_TYPES: dict[Operation, str] = {
-    Operation.START: "assignment.started",
-    Operation.PROGRESS: "assignment.progressed",
-    Operation.COMPLETE: "assignment.completed",
-    Operation.FAIL: "assignment.failed",
-    Operation.CANCEL: "assignment.cancelled",
-    Operation.REJECT: "assignment.rejected",
-    Operation.REASSIGN: "assignment.reassigned",
-    Operation.EDIT: "assignment.updated",
-    Operation.DELEGATE: "assignment.delegated",
-    Operation.ASSIGN: "assignment.assigned",
-    Operation.UNASSIGN: "assignment.unassigned",
-    Operation.EXPIRE: "assignment.expired",
-    Operation.REMIND: "assignment.reminded",
-}
-CREATED_EVENT = "assignment.created"
 
 # Reporters' clocks drift; an event further ahead than this is a bug in the reporter, not drift.
 MAX_EVENT_CLOCK_SKEW = timedelta(minutes=5)
@@ -126,6 +107,8 @@ class Decision:
     successor: AssignmentDocument | None = None
     marker_id: str | None = None
     created: bool = False
+    # The events the change emits, written as documents in the same batch (the transactional outbox).
+    events: tuple[EventDocument, ...] = ()
     # The decision cannot be made before the directory user is looked up: ask, then decide again.
     needs_user: bool = False
 
@@ -168,24 +151,19 @@ def _next_version(document: AssignmentDocument, ctx: Context, actor: str | None 
     """A copy of the document as the next version, stamped with who changed it and when."""
     new = document.model_copy(deep=True)
     new.version += 1
-    new.outbox = [event for event in new.outbox if event.version > new.version - OUTBOX_VERSIONS_KEPT]
     new.updated_at = ctx.now
     new.updated_by = actor or ctx.principal.actor
     return new
 
 
-def _emit(document: AssignmentDocument, event_type: str, now: datetime) -> None:
-    """Queue an event in the outbox, written atomically with the change it reports."""
-    document.outbox.append(
-        OutboxEvent(
-            event_id=f"{document.id}:{document.version}:{event_type}", type=event_type, version=document.version, at=now
-        )
-    )
+def _event(
+    document: AssignmentDocument, event_type: EventType, ctx: Context, *, actor: str | None = None, **details: Any
+) -> EventDocument:
+    return new_event(document, event_type, at=ctx.now, actor=actor or ctx.principal.actor, **details)
 
 
-def _changed(document: AssignmentDocument, operation: Operation, ctx: Context, **extra: Any) -> Decision:
-    _emit(document, EVENT_TYPES[operation], ctx.now)
-    return Decision(shown=document, document=document, **extra)
+def _changed(document: AssignmentDocument, *events: EventDocument, **extra: Any) -> Decision:
+    return Decision(shown=document, document=document, events=events, **extra)
 
 
 # --- create ---------------------------------------------------------------------------------------------
@@ -198,7 +176,8 @@ def create(
     assignment_id: str,
     originator_email: str,
     originator_user_key: str,
-) -> AssignmentDocument:
+    created_with_key: str | None = None,
+) -> Decision:
     """A new assignment; `ctx.user` is the assignee the directory resolved (None for an unassigned task)."""
     if request.assignee_email is not None and ctx.user is None:
         raise UserNotFound(f"No enabled user {request.assignee_email} is in the directory")
@@ -223,9 +202,13 @@ def create(
         updated_at=ctx.now,
         created_by=principal.actor,
         updated_by=principal.actor,
+        created_with_key=created_with_key,
     )
-    _emit(document, CREATED_EVENT, ctx.now)
-    return document
+    # `created`, and `assigned` when it has an assignee (an unassigned task notifies no one yet).
+    events = [_event(document, EventType.CREATED, ctx)]
+    if document.assignee_user_key is not None:
+        events.append(_event(document, EventType.ASSIGNED, ctx, to=document.assignee_email))
+    return Decision(shown=document, document=document, events=tuple(events), created=True)
 
 
 # --- complete, reject, cancel ---------------------------------------------------------------------------
@@ -242,7 +225,7 @@ def complete(document: AssignmentDocument, ctx: Context, _request: CompleteReque
         )
     new = _next_version(document, ctx)
     new.status = target
-    return _changed(new, Operation.COMPLETE, ctx)
+    return _changed(new, _event(new, EventType.COMPLETED, ctx))
 
 
 def reject(document: AssignmentDocument, ctx: Context, request: RejectRequest) -> Decision:
@@ -255,7 +238,7 @@ def reject(document: AssignmentDocument, ctx: Context, request: RejectRequest) -
     new.rejected_at = ctx.now
     new.rejected_by = ctx.principal.actor
     new.rejection_reason = request.reason
-    return _changed(new, Operation.REJECT, ctx)
+    return _changed(new, _event(new, EventType.REJECTED, ctx, reason=request.reason))
 
 
 def cancel(document: AssignmentDocument, ctx: Context, request: CancelRequest) -> Decision:
@@ -266,7 +249,7 @@ def cancel(document: AssignmentDocument, ctx: Context, request: CancelRequest) -
     new.cancelled_at = ctx.now
     new.cancelled_by = ctx.principal.actor
     new.cancellation_reason = request.reason
-    return _changed(new, Operation.CANCEL, ctx)
+    return _changed(new, _event(new, EventType.CANCELLED, ctx, reason=request.reason))
 
 
 # --- reassign, assign, unassign -------------------------------------------------------------------------
@@ -306,7 +289,16 @@ def reassign(document: AssignmentDocument, ctx: Context, request: ReassignReques
     new.status = target
     new.reassigned_from = document.assignee_email
     _hand_to(new, ctx.user, ctx)
-    return _changed(new, Operation.REASSIGN, ctx)
+    event = _event(
+        new,
+        EventType.REASSIGNED,
+        ctx,
+        previous=document,
+        from_=document.assignee_email,
+        to=new.assignee_email,
+        reason=request.reason,
+    )
+    return _changed(new, event)
 
 
 def _check_task_state(task: AssignmentDocument, operation: Operation, now: datetime) -> Status:
@@ -343,7 +335,7 @@ def assign(task: AssignmentDocument, ctx: Context, user_key: str) -> Decision:
     new = _next_version(task, ctx)
     new.status = target
     _hand_to(new, ctx.user, ctx)
-    return _changed(new, Operation.ASSIGN, ctx)
+    return _changed(new, _event(new, EventType.ASSIGNED, ctx, to=new.assignee_email))
 
 
 def unassign(task: AssignmentDocument, ctx: Context) -> Decision:
@@ -353,7 +345,7 @@ def unassign(task: AssignmentDocument, ctx: Context) -> Decision:
     new.status = target
     new.assignee_email = None
     new.assignee_user_key = None
-    return _changed(new, Operation.UNASSIGN, ctx)
+    return _changed(new, _event(new, EventType.UNASSIGNED, ctx, previous=task, from_=task.assignee_email))
 
 
 # --- edit -----------------------------------------------------------------------------------------------
@@ -395,7 +387,7 @@ def edit(document: AssignmentDocument, ctx: Context, patch: PatchRequest) -> Dec
     for name, value in changes.items():
         setattr(new, name, value)
     new.status = target
-    return _changed(new, Operation.EDIT, ctx)
+    return _changed(new, _event(new, EventType.EDITED, ctx))
 
 
 # --- progress events ------------------------------------------------------------------------------------
@@ -426,7 +418,18 @@ def record_event(document: AssignmentDocument, ctx: Context, event: EventRequest
     new = _next_version(document, ctx)
     operation = record_progress(new, event, attempts_limit=ctx.attempts_limit)
     new.status = next_status(new, operation)
-    return _changed(new, operation, ctx, marker_id=marker_id)
+    events = []
+    if starting:
+        events.append(_event(new, EventType.STARTED, ctx))
+    for _ in range(_closed_attempts(new) - _closed_attempts(document)):
+        events.append(_event(new, EventType.ATTEMPT_CLOSED, ctx))
+    if operation in (Operation.COMPLETE, Operation.FAIL):
+        events.append(_event(new, EventType.COMPLETED if operation is Operation.COMPLETE else EventType.FAILED, ctx))
+    return _changed(new, *events, marker_id=marker_id)
+
+
+def _closed_attempts(document: AssignmentDocument) -> int:
+    return sum(1 for attempt in document.attempts if attempt.completed_at is not None)
 
 
 # --- delegate -------------------------------------------------------------------------------------------
@@ -470,7 +473,7 @@ def build_successor(
         updated_at=now,
         updated_by=principal.actor,
     )
-    successor = AssignmentDocument(
+    return AssignmentDocument(
         **fields,
         pk=original.pk,
         tenant_id=original.tenant_id,
@@ -481,8 +484,6 @@ def build_successor(
             *([original.assignee_user_key] if original.assignee_user_key else []),
         ],
     )
-    _emit(successor, CREATED_EVENT, now)
-    return successor
 
 
 def is_same_delegation(successor: AssignmentDocument, principal: Principal, to_upn: str) -> bool:
@@ -511,8 +512,18 @@ def delegate(original: AssignmentDocument, ctx: Context, request: DelegateReques
     new.status = target
     new.delegated_to = successor.id
     new.delegation_reason = request.reason
-    _emit(new, EVENT_TYPES[Operation.DELEGATE], ctx.now)
-    return Decision(shown=successor, document=new, successor=successor, created=True)
+    delegated = _event(
+        new,
+        EventType.DELEGATED,
+        ctx,
+        previous=original,
+        successor=successor,
+        from_=original.assignee_email,
+        to=successor.assignee_email,
+        reason=request.reason,
+    )
+    events = (delegated, _event(successor, EventType.CREATED, ctx))
+    return Decision(shown=successor, document=new, successor=successor, created=True, events=events)
 
 
 # --- the timer ------------------------------------------------------------------------------------------
@@ -525,7 +536,7 @@ def expire(document: AssignmentDocument, ctx: Context) -> Decision:
         return Decision.unchanged(document)
     new = _next_version(document, ctx, actor=SYSTEM_ACTOR)
     new.status = next_status(document, Operation.EXPIRE)
-    return _changed(new, Operation.EXPIRE, ctx)
+    return _changed(new, _event(new, EventType.EXPIRED, ctx, actor=SYSTEM_ACTOR))
 
 
 def remind(document: AssignmentDocument, ctx: Context) -> Decision:
@@ -536,4 +547,4 @@ def remind(document: AssignmentDocument, ctx: Context) -> Decision:
     new.status = next_status(document, Operation.REMIND)
     new.reminders_sent += 1
     new.last_reminder_at = ctx.now
-    return _changed(new, Operation.REMIND, ctx)
+    return _changed(new, _event(new, EventType.REMINDER, ctx, actor=SYSTEM_ACTOR))

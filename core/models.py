@@ -4,7 +4,7 @@
   are refused).
 - `Assignment`: the public model, every field always present, camelCase as in the seed.
 - `AssignmentDocument`: what is stored in Cosmos: the public fields plus internal ones (`pk`, the tenant,
-  `version`, `outbox`, the user keys of originator, assigner and chain) that never leave the service.
+  `version`, the event sequence, the user keys of originator, assigner and chain) that never leave the service.
 - Request models, one per body a route takes, all named `…Request` (plus `ListQuery` for a query string).
 - `IdempotencyRecord`: a remembered answer, stored beside the assignment, never inside it.
 
@@ -174,15 +174,6 @@ def check_schedule_and_score(
         raise ValueError("passScore is required when completionCriteria is flow_passed")
 
 
-class OutboxEvent(CamelModel):
-    """An event a write wants emitted; the change-feed processor publishes it exactly once per version."""
-
-    event_id: str
-    type: str
-    version: int
-    at: Timestamp
-
-
 class IdempotencyRecord(CamelModel):
     """What an `Idempotency-Key` was used for: stored as its own document in the assignment's partition,
     written in the same transactional batch as the change it answers, and expired after
@@ -280,7 +271,10 @@ class AssignmentDocument(AssignmentFields):
     delegation_chain_user_keys: list[str] = Field(default_factory=list)
     # Grows by one on every write, so projections can order versions and ignore stale redeliveries.
     version: int = 1
-    outbox: list[OutboxEvent] = Field(default_factory=list)
+    # The sequence number of the last event this assignment emitted (its events are documents beside it).
+    event_sequence: int = 0
+    # When the timer sent the one expiry warning (`expiring`); it does not count as a reminder.
+    expiry_warned_at: Timestamp | None = None
     # The Idempotency-Key claim (hashed) that created this document, so a retried create knows its own.
     created_with_key: str | None = None
     ts: int | None = Field(default=None, alias="_ts")
@@ -394,6 +388,15 @@ def _comma_separated(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+class PageQuery(CamelModel):
+    """A page of a list: `pageSize` 1-100 (default 50), and the token of the page before."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=False, validate_by_alias=True)
+
+    page_size: Annotated[int, Field(ge=1, le=100)] = 50
+    continuation_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)] | None = None
 
 
 class ListQuery(CamelModel):

@@ -15,6 +15,7 @@ from core.models import AssignmentDocument, IdempotencyRecord, ListRole, Status
 
 if TYPE_CHECKING:
     from core.aggregate import Decision
+    from core.events import EventDocument
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,15 @@ class AssignmentStore(Protocol):
         """The assignment with this id in the tenant, or None. One point read."""
         ...
 
-    def create(self, document: AssignmentDocument) -> AssignmentDocument:
-        """Store a new assignment; `DuplicateId` when its id is taken in its tenant."""
+    def create(self, decision: Decision) -> AssignmentDocument:
+        """Store a new assignment with its events, in one transactional batch; `DuplicateId` when its id is
+        taken in its tenant."""
         ...
 
     def write(self, decision: Decision, *, etag: str, record: IdempotencyRecord | None = None) -> AssignmentDocument:
         """Store a decision in one atomic step: the changed assignment (conditional on `etag`), and with it,
-        in the same transactional batch, the successor, the event marker and the idempotency record it
-        carries. Returns the stored document the decision shows. `ConcurrencyConflict` when the assignment
+        in the same transactional batch, the successor, the events, the event marker and the idempotency
+        record it carries. Returns the stored document the decision shows. `ConcurrencyConflict` when the assignment
         changed since it was read (or a twin request wrote the same marker or record first)."""
         ...
 
@@ -87,6 +89,12 @@ class AssignmentStore(Protocol):
     def list_page(self, list_filter: ListFilter, *, page_size: int, continuation_token: str | None) -> Page:
         """One page of the filter's assignments, newest `createdAt` first. `ValidationFailed` for a
         continuation token the store cannot continue from."""
+        ...
+
+    def history_page(
+        self, tenant_id: str, assignment_id: str, *, page_size: int, continuation_token: str | None
+    ) -> tuple[list[EventDocument], str | None]:
+        """One page of the assignment's events, oldest first: one single-partition query."""
         ...
 
     def ping(self) -> None:

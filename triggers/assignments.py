@@ -30,3 +30,9 @@ def get_assignment(req: func.HttpRequest) -> func.HttpResponse:
 def list_assignments(req: func.HttpRequest) -> func.HttpResponse:
     principal, runtime = authenticate(req)
     return json_response(services.list_assignments(dict(req.params), principal, runtime.deps()))
+
+
+@http_function(bp, "get_history", func.HttpMethod.GET, "assignments/{id}/history")
+def get_history(req: func.HttpRequest) -> func.HttpResponse:
+    principal, runtime = authenticate(req)
+    return json_response(services.get_history(command_of(req, principal), dict(req.params), runtime.deps()))

@@ -12,6 +12,7 @@ from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpRespons
 
 from core.cosmos.client import read_or_none, translate_cosmos_errors
 from core.errors import ConcurrencyConflict, DuplicateId, FieldError, ValidationFailed
+from core.events import DOC_TYPE_EVENT, EventDocument
 from core.models import (
     DOC_TYPE_ASSIGNMENT,
     AssignmentDocument,
@@ -51,10 +52,16 @@ class CosmosAssignmentStore:
         body = read_or_none(self._container, assignment_id, partition_key_of(tenant_id, assignment_id))
         return None if body is None else AssignmentDocument.model_validate(body)
 
-    def create(self, document: AssignmentDocument) -> AssignmentDocument:
+    def create(self, decision: Decision) -> AssignmentDocument:
+        document = decision.document
+        assert document is not None, "a create always writes its document"
+        operations: Sequence[Any] = [
+            ("create", (document.to_cosmos(),)),
+            *(("create", (event.to_cosmos(),)) for event in decision.events),
+        ]
         with self._errors(on_conflict=DuplicateId(f"An assignment with id {document.id} exists")):
-            body = self._container.create_item(document.to_cosmos())
-        return AssignmentDocument.model_validate(body)
+            results = self._container.execute_item_batch(operations, partition_key=document.pk)
+        return AssignmentDocument.model_validate(results[0]["resourceBody"])
 
     def write(self, decision: Decision, *, etag: str, record: IdempotencyRecord | None = None) -> AssignmentDocument:
         document = decision.document
@@ -62,6 +69,7 @@ class CosmosAssignmentStore:
         creates: list[dict[str, Any]] = []
         if decision.successor is not None:
             creates.append(decision.successor.to_cosmos())
+        creates.extend(event.to_cosmos() for event in decision.events)
         if decision.marker_id is not None:
             creates.append({"id": decision.marker_id, "pk": document.pk, "docType": DOC_TYPE_MARKER})
         if record is not None:
@@ -148,19 +156,42 @@ class CosmosAssignmentStore:
             pages: Any = self._container.query_items(
                 sql, parameters=params, max_item_count=page_size, enable_cross_partition_query=True
             ).by_page(continuation_token)
-            try:
-                items = list(next(pages, []))
-            except CosmosHttpResponseError as error:
-                # The caller's token is the only part of a query the caller wrote; Cosmos refuses a bad one with 400.
-                if error.status_code == 400 and continuation_token is not None:
-                    message = "is not a valid continuation token"
-                    raise ValidationFailed(
-                        f"continuationToken {message}", [FieldError("continuationToken", message)]
-                    ) from error
-                raise
+            items = _first_page(pages, continuation_token)
             token = pages.continuation_token
         return Page(items=[AssignmentDocument.model_validate(item) for item in items], continuation_token=token or None)
+
+    def history_page(
+        self, tenant_id: str, assignment_id: str, *, page_size: int, continuation_token: str | None
+    ) -> tuple[list[EventDocument], str | None]:
+        sql = "SELECT * FROM c WHERE c.docType = @docType AND c.assignmentId = @id ORDER BY c.sequence ASC"
+        params: list[dict[str, object]] = [
+            {"name": "@docType", "value": DOC_TYPE_EVENT},
+            {"name": "@id", "value": assignment_id},
+        ]
+        with self._errors():
+            pages: Any = self._container.query_items(
+                sql,
+                parameters=params,
+                partition_key=partition_key_of(tenant_id, assignment_id),
+                max_item_count=page_size,
+            ).by_page(continuation_token)
+            items = _first_page(pages, continuation_token)
+            token = pages.continuation_token
+        return [EventDocument.model_validate(item) for item in items], token or None
 
     def ping(self) -> None:
         with self._errors():
             self._container.read()
+
+
+def _first_page(pages: Any, continuation_token: str | None) -> list[dict[str, Any]]:
+    try:
+        return list(next(pages, []))
+    except CosmosHttpResponseError as error:
+        # The caller's token is the only part of a query the caller wrote; Cosmos refuses a bad one with 400.
+        if error.status_code == 400 and continuation_token is not None:
+            message = "is not a valid continuation token"
+            raise ValidationFailed(
+                f"continuationToken {message}", [FieldError("continuationToken", message)]
+            ) from error
+        raise

@@ -2,6 +2,7 @@
 `Outcome`; every one of them runs the one loop of `core.services.pipeline`."""
 
 from core.services.assignments import create_assignment, get_assignment
+from core.services.history import get_history
 from core.services.lifecycle import (
     cancel_assignment,
     complete_assignment,
@@ -29,6 +30,7 @@ __all__ = [
     "delegate_assignment",
     "edit_assignment",
     "get_assignment",
+    "get_history",
     "get_user",
     "list_assignments",
     "put_user",

@@ -99,17 +99,16 @@ def create_assignment(command: Command, deps: Deps) -> Outcome:
     if request.assignee_email is not None:
         assignee = enabled_user_by_upn(_directory(deps), principal.tid, request.assignee_email)
     ctx = Context(principal=principal, now=deps.clock(), user=assignee)
-    document = aggregate.create(
+    decision = aggregate.create(
         request,
         ctx,
         assignment_id=assignment_id,
         originator_email=originator.email,
         originator_user_key=originator.user_key,
+        created_with_key=idempotency.key if idempotency else None,
     )
-    if idempotency is not None:
-        document.created_with_key = idempotency.key
     try:
-        stored = deps.store.create(document)
+        stored = deps.store.create(decision)
     except DuplicateId:
         # A concurrent twin of this request (same key, same body) created it first.
         replay = _replay(deps, command, idempotency, assignment_id) if idempotency else None
