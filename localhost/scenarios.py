@@ -334,5 +334,12 @@ def version_of(app: FunctionCaller, assignment_id: str) -> int:
     return stored_doc(app, assignment_id).version
 
 
-def outbox_types(app: FunctionCaller, assignment_id: str) -> list[str]:
-    return [event.type for event in stored_doc(app, assignment_id).outbox]
+def event_types(app: FunctionCaller, assignment_id: str, *, tenant: str = TEST_TENANT) -> list[str]:
+    """The types of the assignment's event documents, oldest first."""
+    types: list[str] = []
+    token: str | None = None
+    while True:
+        events, token = app.runtime.store.history_page(tenant, assignment_id, page_size=100, continuation_token=token)
+        types += [str(event.type) for event in events]
+        if token is None:
+            return types

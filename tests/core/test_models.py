@@ -10,7 +10,6 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.aggregate import OUTBOX_VERSIONS_KEPT
 from core.hygiene import MAX_OUTCOME_BYTES, MAX_SAFE_INTEGER, MAX_TIMESTAMP, MIN_TIMESTAMP, format_timestamp
 from core.models import MAX_ATTEMPTS, MAX_REASON_LENGTH, AssignmentDocument, CreateRequest, EventRequest
 from core.settings import Settings
@@ -87,15 +86,8 @@ def worst_case_document() -> dict[str, Any]:
         "createdBy": "app:" + "c" * 316,
         "updatedBy": "app:" + "c" * 316,
         "version": MAX_SAFE_INTEGER,
-        "outbox": [
-            {
-                "eventId": "r" * 70 + f":{n}:assignment.progressed",
-                "type": "assignment.progressed",
-                "version": n,
-                "at": now,
-            }
-            for n in range(OUTBOX_VERSIONS_KEPT)
-        ],
+        "eventSequence": MAX_SAFE_INTEGER,
+        "expiryWarnedAt": now,
         "createdWithKey": "k" * 64,
     }
     return document

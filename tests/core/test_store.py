@@ -12,6 +12,7 @@ import pytest
 from azure.core.exceptions import ServiceRequestError
 from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpResponseError
 
+from core.aggregate import Decision
 from core.bootstrap import Runtime
 from core.cosmos.client import (
     SUBSTATUS_OWNER_MISSING,
@@ -140,20 +141,24 @@ def _document(tenant_id: str, assignment_id: str, *, title: str) -> AssignmentDo
     )
 
 
+def _new(document: AssignmentDocument) -> Decision:
+    return Decision(shown=document, document=document)
+
+
 class TestAssignmentsPerTenant:
     def test_ids_are_per_tenant(self, runtime: Runtime) -> None:
         tenant_a, tenant_b, tenant_c = (str(uuid.uuid4()) for _ in range(3))
         assignment_id = "demo-welcome"
-        runtime.store.create(_document(tenant_a, assignment_id, title="A"))
+        runtime.store.create(_new(_document(tenant_a, assignment_id, title="A")))
         # CONTRACTS.md: two tenants may both hold `demo-welcome`; never `duplicateId` across tenants.
-        runtime.store.create(_document(tenant_b, assignment_id, title="B"))
+        runtime.store.create(_new(_document(tenant_b, assignment_id, title="B")))
         in_a, in_b = runtime.store.read(tenant_a, assignment_id), runtime.store.read(tenant_b, assignment_id)
         assert in_a is not None
         assert in_b is not None
         assert (in_a.target_title, in_b.target_title) == ("A", "B")
         assert runtime.store.read(tenant_c, assignment_id) is None, "another tenant neither sees nor detects it"
         with pytest.raises(DuplicateId):
-            runtime.store.create(_document(tenant_a, assignment_id, title="again"))
+            runtime.store.create(_new(_document(tenant_a, assignment_id, title="again")))
 
     def test_reading_an_unknown_id_is_none_in_one_round_trip(self, runtime: Runtime) -> None:
         before = runtime.round_trips.count

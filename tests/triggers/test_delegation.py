@@ -339,7 +339,7 @@ class TestBatch:
         decoy = stored(app, original["id"])
         assert decoy is not None
         decoy.id = f"{original['id']}.1"
-        app.runtime.store.create(decoy)
+        app.runtime.store.create(Decision(shown=decoy, document=decoy))
         before = stored(app, original["id"])
         assert before is not None
         _, bea = add_user(app)
@@ -359,7 +359,7 @@ class TestBatch:
         assert document is not None
         etag = document.etag or ""
         occupant = document.model_copy(update={"id": f"{original['id']}.1"})
-        app.runtime.store.create(occupant)
+        app.runtime.store.create(Decision(shown=occupant, document=occupant))
         changed = document.model_copy(update={"status": Status.DELEGATED, "delegated_to": occupant.id})
         # The SDK itself, beneath the store adapter.
         assignments = (

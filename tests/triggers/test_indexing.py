@@ -20,6 +20,7 @@ EXPECTED_HTTP_ROUTES = {
     "reassign_assignment": ("assignments/{id}/reassign", ["POST"]),
     "put_user": ("users/{userKey}", ["PUT"]),
     "get_user": ("users/{userKey}", ["GET"]),
+    "get_history": ("assignments/{id}/history", ["GET"]),
     "txn_assign": ("workspaces/secure/api/v1/txn/assign", ["POST"]),
     "txn_unassign": ("workspaces/secure/api/v1/txn/unassign", ["POST"]),
     "health": ("health", ["GET"]),

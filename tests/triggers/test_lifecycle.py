@@ -26,13 +26,13 @@ from tests.support.api import (
     change_stored,
     create,
     delegate,
+    event_types,
     get,
     key_of,
     new_assignment,
     new_body,
     now_iso,
     ok,
-    outbox_types,
     patch,
     post_event,
     stored,
@@ -84,7 +84,7 @@ class TestEvents:
         assert started["attempts"] == []
         assert started["updatedBy"] == ASSIGNEE
         assert version_of(app, created["id"]) == 2
-        assert outbox_types(app, created["id"])[-1] == "assignment.started"
+        assert event_types(app, created["id"])[-1] == "started"
         assert get(app, created["id"], app.tokens.user(ORIGINATOR)).json() == started
 
     @pytest.mark.parametrize(
@@ -106,7 +106,7 @@ class TestEvents:
         )
         completed = ok(post_event(app, created["id"], completing.pop("type"), **completing))
         assert completed["status"] == "completed"
-        assert outbox_types(app, created["id"])[-1] == "assignment.completed"
+        assert event_types(app, created["id"])[-1] == "completed"
 
     def test_a_completing_first_event_goes_straight_from_pending_to_completed(self, app: FunctionCaller) -> None:
         created = new_assignment(app, completionCriteria="chat_visited")
@@ -152,7 +152,7 @@ class TestEvents:
         failed = ok(post_event(app, created["id"], "flow_completed", score=69))
         assert failed["status"] == "failed"
         assert [attempt["score"] for attempt in failed["attempts"]] == [10, 69]
-        assert outbox_types(app, created["id"])[-1] == "assignment.failed"
+        assert event_types(app, created["id"])[-1] == "failed"
         assert_problem(post_event(app, created["id"], "visited"), 409, "invalidTransition")
 
     def test_a_repeated_event_id_answers_200_and_changes_nothing(self, app: FunctionCaller) -> None:
@@ -272,7 +272,7 @@ class TestComplete:
         completed = ok(act(app, "complete", created["id"], body))
         assert completed["status"] == "completed"
         assert completed["updatedBy"] == ORIGINATOR
-        assert outbox_types(app, created["id"])[-1] == "assignment.completed"
+        assert event_types(app, created["id"])[-1] == "completed"
 
     def test_an_admin_completes_an_in_progress_one(self, app: FunctionCaller) -> None:
         created = new_assignment(app, completionCriteria="manual")
@@ -309,7 +309,7 @@ class TestReject:
         assert rejected["rejectedBy"] == ASSIGNEE
         assert rejected["rejectionReason"] == "Not my area"
         assert rejected["rejectedAt"] == rejected["updatedAt"]
-        assert outbox_types(app, created["id"])[-1] == "assignment.rejected"
+        assert event_types(app, created["id"])[-1] == "rejected"
 
     def test_without_a_body_the_reason_is_null(self, app: FunctionCaller) -> None:
         created = new_assignment(app, allowRejection=True)
@@ -340,7 +340,7 @@ class TestCancel:
         assert cancelled["cancellationReason"] == "Obsolete"
         assert cancelled["cancelledAt"] == cancelled["updatedAt"]
         assert version_of(app, created["id"]) == 2
-        assert outbox_types(app, created["id"])[-1] == "assignment.cancelled"
+        assert event_types(app, created["id"])[-1] == "cancelled"
 
     def test_an_admin_app_cancels_as_itself(self, app: FunctionCaller) -> None:
         created = new_assignment(app)
@@ -425,7 +425,7 @@ class TestReassign:
         assert reassigned["remindersSent"] == 0
         assert reassigned["lastReminderAt"] is None
         assert [attempt["chatLogId"] for attempt in reassigned["attempts"]] == ["c1"]
-        assert outbox_types(app, created["id"])[-1] == "assignment.reassigned"
+        assert event_types(app, created["id"])[-1] == "reassigned"
 
     def test_the_new_assignee_takes_over_and_the_old_one_loses_access(self, app: FunctionCaller) -> None:
         created = new_assignment(app, completionCriteria="manual")
@@ -487,7 +487,7 @@ class TestPatch:
         assert edited["maxAttempts"] == 3
         assert edited["updatedBy"] == ORIGINATOR
         assert version_of(app, created["id"]) == 2
-        assert outbox_types(app, created["id"])[-1] == "assignment.updated"
+        assert event_types(app, created["id"])[-1] == "edited"
 
     def test_without_if_match_it_is_428(self, app: FunctionCaller) -> None:
         created = new_assignment(app)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from core.aggregate import Decision
 from core.models import AssignmentDocument
 from tests.support.api import (
     PUBLIC_FIELDS,
@@ -102,7 +103,7 @@ class TestRoles:
         other = AssignmentDocument.model_validate(
             {**document.model_dump(), "id": f"other-{uuid.uuid4().hex}", "pk": "other", "doc_type": "projection"}
         )
-        app.runtime.store.create(other)
+        app.runtime.store.create(Decision(shown=other, document=other))
         assert ids(listed(app, app.tokens.user(originator), role="originator")) == [assignment_id]
 
 
