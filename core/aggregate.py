@@ -65,6 +65,7 @@ from core.rules import (
     next_status,
     record_progress,
 )
+from core.timer_rules import Action, ReminderPolicy, due_action
 
 if TYPE_CHECKING:
     from core.auth import Principal
@@ -179,10 +180,9 @@ def create(
     created_with_key: str | None = None,
 ) -> Decision:
     """A new assignment; `ctx.user` is the assignee the directory resolved (None for an unassigned task)."""
+    check_future_expiry(request.expires_at, ctx.now)
     if request.assignee_email is not None and ctx.user is None:
         raise UserNotFound(f"No enabled user {request.assignee_email} is in the directory")
-    if request.expires_at is not None and request.expires_at <= ctx.now:
-        raise ValidationFailed("expiresAt must be in the future", [FieldError("expiresAt", "must be in the future")])
     principal = ctx.principal
     assignee = ctx.user if request.assignee_email is not None else None
     fields = request.model_dump(exclude={"id", "originator_email", "assignee_email"})
@@ -266,18 +266,14 @@ def _hand_to(new: AssignmentDocument, user: DirectoryUser, ctx: Context) -> None
 
 
 def _already_assignee(document: AssignmentDocument, upn: str, user: DirectoryUser | None) -> bool:
-    if user is not None:
-        return user.user_key == document.assignee_user_key
-    return upn == (document.assignee_email or "").lower()
+    """By key once the directory knows the user; a UPN proves nothing (it may be another user's now)."""
+    return user is not None and user.user_key == document.assignee_user_key
 
 
 def reassign(document: AssignmentDocument, ctx: Context, request: ReassignRequest) -> Decision:
     """The originator hands the assignment to another user in place, keeping its attempts."""
     _guard(document, ctx, may=is_originator(ctx.principal, document), who="the originator")
     target = allowed_transition(document, Operation.REASSIGN, ctx.now)
-    if _already_assignee(document, request.to_upn, None):
-        message = "is already the assignee"
-        raise ValidationFailed(f"toUpn {message}", [FieldError("toUpn", message)])
     if not ctx.user_resolved:
         return Decision.lookup(document)
     if _already_assignee(document, request.to_upn, ctx.user):
@@ -369,6 +365,7 @@ def _check_edited(document: AssignmentDocument, changes: dict[str, Any]) -> None
 def edit(document: AssignmentDocument, ctx: Context, patch: PatchRequest) -> Decision:
     """A merge patch by the originator, only with `If-Match` (428), so an edit never overwrites a change
     its author has not seen. A patch that changes nothing writes nothing and keeps the ETag."""
+    check_future_expiry(patch.expires_at, ctx.now)
     check_readable(ctx.principal, document)
     if not (ctx.principal.is_admin or is_originator(ctx.principal, document)):
         raise Forbidden("Only the originator or an admin may do this")
@@ -376,9 +373,6 @@ def edit(document: AssignmentDocument, ctx: Context, patch: PatchRequest) -> Dec
         raise PreconditionRequired("PATCH requires If-Match with the assignment's current ETag")
     check_if_match(ctx.if_match, document)
     target = allowed_transition(document, Operation.EDIT, ctx.now)
-    if patch.expires_at is not None and patch.expires_at <= ctx.now:
-        message = "must be in the future"
-        raise ValidationFailed(f"expiresAt {message}", [FieldError("expiresAt", message)])
     changes = patch.changes()
     _check_edited(document, changes)
     if all(getattr(document, name) == value for name, value in changes.items()):
@@ -386,6 +380,9 @@ def edit(document: AssignmentDocument, ctx: Context, patch: PatchRequest) -> Dec
     new = _next_version(document, ctx)
     for name, value in changes.items():
         setattr(new, name, value)
+    if new.expires_at != document.expires_at:
+        # A new expiry deserves its own warning.
+        new.expiry_warned_at = None
     new.status = target
     return _changed(new, _event(new, EventType.EDITED, ctx))
 
@@ -398,9 +395,24 @@ def event_marker_id(assignment_id: str, event_id_digest: str) -> str:
     return f"{assignment_id}:event:{event_id_digest}"
 
 
+def check_event_time(event: EventRequest, now: datetime) -> None:
+    """Part of validating the body (422, before anything is read): reporters' clocks drift, but not by more."""
+    if event.occurred_at > now + MAX_EVENT_CLOCK_SKEW:
+        message = "must not be more than 5 minutes in the future"
+        raise ValidationFailed(f"occurredAt {message}", [FieldError("occurredAt", message)])
+
+
+def check_future_expiry(expires_at: datetime | None, now: datetime) -> None:
+    """Part of validating a create or an edit (422, before anything is read or looked up)."""
+    if expires_at is not None and expires_at <= now:
+        message = "must be in the future"
+        raise ValidationFailed(f"expiresAt {message}", [FieldError("expiresAt", message)])
+
+
 def record_event(document: AssignmentDocument, ctx: Context, event: EventRequest, *, marker_id: str) -> Decision:
     """A progress event from the assignee or a reporter app. One already applied (`ctx.event_applied`)
     answers with the assignment as it is, whatever its status or `If-Match`, and writes nothing."""
+    check_event_time(event, ctx.now)
     principal = ctx.principal
     # A reporter app reports for every assignment of its tenant without being one of its readers.
     if not principal.is_reporter:
@@ -410,9 +422,6 @@ def record_event(document: AssignmentDocument, ctx: Context, event: EventRequest
     if ctx.event_applied:
         return Decision.unchanged(document)
     check_if_match(ctx.if_match, document)
-    if event.occurred_at > ctx.now + MAX_EVENT_CLOCK_SKEW:
-        message = "must not be more than 5 minutes in the future"
-        raise ValidationFailed(f"occurredAt {message}", [FieldError("occurredAt", message)])
     starting = document.status == Status.PENDING
     allowed_transition(document, Operation.START if starting else Operation.PROGRESS, ctx.now)
     new = _next_version(document, ctx)
@@ -498,7 +507,7 @@ def delegate(original: AssignmentDocument, ctx: Context, request: DelegateReques
         return Decision.unchanged(ctx.successor)
     _guard(original, ctx, may=is_assignee(ctx.principal, original), who="the assignee")
     target = check_delegation(original, ctx.now, max_depth=ctx.delegation_max_depth)
-    check_delegate(original, upn=request.to_upn, user_key=None)
+    # Self-delegation and cycles are judged by key, so the directory is asked first (a UPN proves nothing).
     if not ctx.user_resolved:
         return Decision.lookup(original)
     if ctx.user is not None:
@@ -526,25 +535,25 @@ def delegate(original: AssignmentDocument, ctx: Context, request: DelegateReques
     return Decision(shown=successor, document=new, successor=successor, created=True, events=events)
 
 
-# --- the timer ------------------------------------------------------------------------------------------
+# --- the timer ----------------------------------------------------------------------------------------
 
 
-def expire(document: AssignmentDocument, ctx: Context) -> Decision:
-    """The timer persists `expired` once `now >= expiresAt`
-    (docs/api-rules.md, "Timer: expiry and reminders"); anything else is left."""
-    if not is_active(document) or document.expires_at is None or ctx.now < document.expires_at:
+def timer(document: AssignmentDocument, ctx: Context, policy: ReminderPolicy) -> Decision:
+    """What the timer does to an assignment at `ctx.now`: expire it, warn of its expiry, or remind its
+    assignee, as `core.timer_rules` decides from the document just read; otherwise nothing. Run as a
+    conditional write, so overlapping sweeps and a sweep racing a user's write act once."""
+    action = due_action(document, policy, ctx.now)
+    if action is None:
         return Decision.unchanged(document)
     new = _next_version(document, ctx, actor=SYSTEM_ACTOR)
-    new.status = next_status(document, Operation.EXPIRE)
-    return _changed(new, _event(new, EventType.EXPIRED, ctx, actor=SYSTEM_ACTOR))
-
-
-def remind(document: AssignmentDocument, ctx: Context) -> Decision:
-    """The timer's reminder: counts it and remembers when, so overlapping sweeps send it once."""
-    if not is_active(document) or document.is_unassigned:
-        return Decision.unchanged(document)
-    new = _next_version(document, ctx, actor=SYSTEM_ACTOR)
+    if action is Action.EXPIRE:
+        new.status = next_status(document, Operation.EXPIRE)
+        return _changed(new, _event(new, EventType.EXPIRED, ctx, actor=SYSTEM_ACTOR))
     new.status = next_status(document, Operation.REMIND)
+    if action is Action.WARN:
+        # An internal marker: the one warning does not count as a reminder.
+        new.expiry_warned_at = ctx.now
+        return _changed(new, _event(new, EventType.EXPIRING, ctx, actor=SYSTEM_ACTOR))
     new.reminders_sent += 1
     new.last_reminder_at = ctx.now
     return _changed(new, _event(new, EventType.REMINDER, ctx, actor=SYSTEM_ACTOR))

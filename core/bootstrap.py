@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from azure.storage.queue import QueueServiceClient
@@ -23,10 +24,14 @@ from core.cosmos import (
     ensure_containers,
     make_cosmos_client,
 )
+from core.cosmos.views import CosmosViewStore
 from core.directory import CachedDirectory, Directory, DirectoryUser, GraphDirectory, UserRegistry
 from core.health import Probe
+from core.queues import MessageQueue, StorageQueue
 from core.services import Deps
+from core.services.projection import FeedDeps
 from core.settings import Settings, get_settings
+from core.timer_rules import ReminderPolicy
 
 T = TypeVar("T")
 STORAGE_PROBE_TIMEOUT_SECONDS = 3
@@ -97,6 +102,44 @@ class Runtime:
         return self._once("store", lambda: CosmosAssignmentStore(self.assignments_container))
 
     @property
+    def views(self) -> CosmosViewStore:
+        return self._once(
+            "views", lambda: CosmosViewStore(self._database().get_container_client(self.container_names.views))
+        )
+
+    @property
+    def views_container(self) -> Any:
+        return self._database().get_container_client(self.container_names.views)
+
+    @property
+    def notifications(self) -> MessageQueue:
+        return self._once("notifications", lambda: self._queue(self.settings.notifications_queue))
+
+    def _queue(self, name: str) -> StorageQueue:
+        account = self.settings.azure_web_jobs_storage_account_name
+        return StorageQueue.build(
+            name,
+            connection_string=self.settings.azure_web_jobs_storage,
+            account_url=f"https://{account}.queue.core.windows.net" if account else None,
+            credential=None if self.settings.azure_web_jobs_storage else self._azure_credential(),
+        )
+
+    @property
+    def policy(self) -> ReminderPolicy:
+        s = self.settings
+        return ReminderPolicy(
+            lead=timedelta(hours=s.reminder_lead_hours),
+            repeat=timedelta(hours=s.reminder_repeat_hours),
+            expiry_warning=timedelta(hours=s.expiry_warning_hours),
+            max_reminders=s.reminder_max,
+        )
+
+    def feed_deps(self) -> FeedDeps:
+        return FeedDeps(
+            store=self.store, views=self.views, queue=self.notifications, policy=self.policy, clock=self.clock
+        )
+
+    @property
     def users_container(self) -> Any:
         return self._once("users", lambda: self._database().get_container_client(self.container_names.users))
 
@@ -151,6 +194,7 @@ class Runtime:
             directory=self.directory,
             delegation_max_depth=self.settings.delegation_max_depth,
             attempts_limit=self.settings.attempts_limit,
+            views=self.views,
             idempotency_ttl_seconds=self.settings.idempotency_ttl_hours * 3600,
         )
 

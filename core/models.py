@@ -378,6 +378,23 @@ class PatchRequest(RequestModel):
         return {name: getattr(self, name) for name in self.model_fields_set}
 
 
+class ListOrder(StrEnum):
+    CREATED_AT = "createdAt"
+    DUE_AT = "dueAt"
+
+
+def _query_bool(value: object) -> object:
+    # A query string says `true` or `false`; anything else (1, yes, on) is a mistake worth hearing about.
+    if value in ("true", "false"):
+        return value == "true"
+    if isinstance(value, bool):
+        return value
+    raise ValueError("must be true or false")
+
+
+StrictQueryBool = Annotated[bool, BeforeValidator(_query_bool)]
+
+
 class ListRole(StrEnum):
     ASSIGNEE = "assignee"
     ORIGINATOR = "originator"
@@ -408,6 +425,30 @@ class ListQuery(CamelModel):
     role: ListRole = ListRole.ASSIGNEE
     status: Annotated[list[Status], BeforeValidator(_comma_separated)] = Field(default_factory=list)
     due_before: TimestampInput | None = None
+    # Active assignments whose due date is before the request's time; with a terminal status, nothing.
+    overdue: StrictQueryBool = False
+    order_by: ListOrder = ListOrder.CREATED_AT
+    page_size: Annotated[int, Field(ge=1, le=100)] = 50
+    continuation_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)] | None = None
+
+
+class SummaryQuery(CamelModel):
+    """The query string of `GET /assignments/summary`."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=False, validate_by_alias=True)
+
+    role: ListRole = ListRole.ASSIGNEE
+
+
+class RosterQuery(CamelModel):
+    """The query string of `GET /targets/{targetType}/{targetId}/assignments` (and of its summary, which
+    takes only `status` and `overdue`)."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=False, validate_by_alias=True)
+
+    status: Annotated[list[Status], BeforeValidator(_comma_separated)] = Field(default_factory=list)
+    overdue: StrictQueryBool = False
+    order_by: ListOrder = ListOrder.CREATED_AT
     page_size: Annotated[int, Field(ge=1, le=100)] = 50
     continuation_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)] | None = None
 

@@ -74,6 +74,16 @@ class Settings(BaseSettings):
         validation_alias="NOTIFICATIONS_QUEUE",
     )
 
+    # Named in the feed's retry queue bindings (`%CHANGES_RETRY_QUEUE%`): a document whose projection or
+    # notification failed is retried there apart from its batch, then lands in `<name>-poison`.
+    changes_retry_queue: str = Field(
+        default="assignment-changes-retry",
+        pattern=QUEUE_NAME_PATTERN,
+        min_length=3,
+        max_length=56,
+        validation_alias="CHANGES_RETRY_QUEUE",
+    )
+
     # The expiry and reminder sweep. SWEEP_SCHEDULE is named in the timer binding (`%SWEEP_SCHEDULE%`).
     sweep_schedule: str = Field(default="0 * * * * *", pattern=NCRONTAB_PATTERN, validation_alias="SWEEP_SCHEDULE")
     sweep_max_seconds: int = Field(default=50, ge=1, validation_alias="SWEEP_MAX_SECONDS")

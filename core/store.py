@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.models import AssignmentDocument, IdempotencyRecord, ListRole, Status
 
@@ -97,6 +97,76 @@ class AssignmentStore(Protocol):
         """One page of the assignment's events, oldest first: one single-partition query."""
         ...
 
+    def read_event(self, pk: str, event_document_id: str) -> EventDocument | None: ...
+
+    def scan_assignments(self, *, continuation_token: str | None) -> tuple[list[AssignmentDocument], str | None]:
+        """Every assignment of every tenant, a page at a time (operators' rebuilds; cross-partition)."""
+        ...
+
     def ping(self) -> None:
         """Raise `ServiceUnavailable` unless the store answers."""
         ...
+
+
+@dataclass(frozen=True)
+class Projection:
+    """What the projector last wrote for one assignment: the version, and the view entries (pk, id)."""
+
+    version: int
+    keys: frozenset[tuple[str, str]]
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class ViewQuery:
+    """One list in one view partition, with the filters every list takes."""
+
+    pk: str
+    statuses: tuple[Status, ...] = ()
+    due_before: datetime | None = None
+    # Active assignments due before this time (`overdue=true`).
+    overdue_at: datetime | None = None
+    order_by_due: bool = False
+    # Candidates: entries offered to any of these groups. Rosters: entries these keys or groups may read.
+    groups: tuple[str, ...] = ()
+    reader: str | None = None
+
+
+class ViewStore(Protocol):
+    """The views container: denormalized lists the change feed keeps, each partition one list."""
+
+    def read_projection(self, pk: str, assignment_id: str) -> Projection | None: ...
+
+    def save_projection(self, pk: str, assignment_id: str, projection: Projection) -> None:
+        """Create or replace the record, conditional on the ETag it was read with (`ConcurrencyConflict`)."""
+        ...
+
+    def upsert(self, pk: str, body: dict[str, Any]) -> None: ...
+
+    def delete(self, pk: str, item_id: str) -> None:
+        """Remove an entry; one already gone is fine."""
+        ...
+
+    def page(
+        self, query: ViewQuery, *, page_size: int, continuation_token: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a list: the entries' public assignments, newest first (or soonest due)."""
+        ...
+
+    def statuses(self, query: ViewQuery) -> list[str]:
+        """The status of every entry of a list, for counting."""
+        ...
+
+    def due(self, bucket_pk: str, now: datetime, limit: int) -> list[dict[str, Any]]:
+        """Due-index entries of one bucket whose action time is at or before `now`."""
+        ...
+
+    def count(self, pk: str) -> int: ...
+
+    def scan(self, *, continuation_token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """Every view entry and record, a page at a time (for rebuilds and audits; cross-partition)."""
+        ...
+
+    def was_sent(self, pk: str, event_id: str) -> bool: ...
+
+    def mark_sent(self, pk: str, event_id: str) -> None: ...

@@ -75,9 +75,13 @@ var containers = [
 
 // Storage queues: notifications, and the poison queue a queue-triggered consumer moves failing messages to.
 var notificationsQueue = 'assignment-notifications'
+// The change feed's retry queue: documents whose projection or notification failed, retried apart from their batch.
+var changesRetryQueue = 'assignment-changes-retry'
 var queues = [
   { name: notificationsQueue }
   { name: '${notificationsQueue}-poison' }
+  { name: changesRetryQueue }
+  { name: '${changesRetryQueue}-poison' }
 ]
 
 var audiences = empty(authAudiences) ? 'api://${authClientId},${authClientId}' : authAudiences
@@ -248,6 +252,7 @@ var appSettings = {
   ATTEMPTS_LIMIT: '100'
   IDEMPOTENCY_TTL_HOURS: '24'
   NOTIFICATIONS_QUEUE: notificationsQueue
+  CHANGES_RETRY_QUEUE: changesRetryQueue
   SWEEP_SCHEDULE: '0 * * * * *'
   SWEEP_MAX_SECONDS: '50'
   REMINDER_LEAD_HOURS: '24'

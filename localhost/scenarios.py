@@ -7,11 +7,16 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+import azure.functions as func
+from azure.functions.queue import QueueMessage
 
 from core.directory import DirectoryUser
 from core.models import AssignmentDocument
 from localhost.caller import TEST_TENANT, FunctionCaller, Response
+
+T = TypeVar("T")
 
 PUBLIC_FIELDS = {
     "id", "targetType", "targetId", "assigneeEmail", "assignedBy", "originatorEmail", "completionCriteria",
@@ -316,7 +321,8 @@ def stored_doc(app: FunctionCaller, assignment_id: str) -> AssignmentDocument:
 def change_stored(app: FunctionCaller, assignment_id: str, **fields: Any) -> None:
     """Put the assignment into a state no route reaches (e.g. a persisted expiry), bypassing the routes."""
     document = stored_doc(app, assignment_id)
-    changed = document.model_copy(update=fields)
+    # A new version, as every write makes, so the projector takes it as news.
+    changed = document.model_copy(update={"version": document.version + 1, **fields})
     app.runtime.assignments_container.replace_item(document.id, changed.to_cosmos())
 
 
@@ -343,3 +349,49 @@ def event_types(app: FunctionCaller, assignment_id: str, *, tenant: str = TEST_T
         types += [str(event.type) for event in events]
         if token is None:
             return types
+
+
+# --- the change feed, in-process ----------------------------------------------------------------------
+
+
+class Collected(func.Out[T]):
+    """An output binding's value, as the host would collect it."""
+
+    def __init__(self) -> None:
+        self.value: T | None = None
+
+    def set(self, val: T) -> None:
+        self.value = val
+
+    def get(self) -> T:
+        assert self.value is not None, "nothing was set"
+        return self.value
+
+
+_feed_positions: dict[int, str] = {}
+_feed_lock = threading.Lock()
+
+
+def catch_up(app: FunctionCaller) -> int:
+    """Run the registered change-feed function on everything written since the last call (per runtime), as
+    the host would, and the retry function on what it hands to the retry queue; return the documents fed."""
+    container = app.runtime.assignments_container
+    fed = 0
+    with _feed_lock:
+        token = _feed_positions.get(id(app.runtime))
+        position: dict[str, Any] = {"continuation": token} if token else {"start_time": "Beginning"}
+        for page in container.query_items_change_feed(max_item_count=100, **position).by_page():
+            documents = list(page)
+            token = container.client_connection.last_response_headers.get("etag")
+            if documents:
+                retries: Collected[list[str]] = Collected()
+                batch = func.DocumentList([func.Document.from_dict(document) for document in documents])
+                app.functions["project_changes"].call(documents=batch, retries=retries)
+                for body in retries.value or []:
+                    # The subclass the host hands queue triggers (it carries `dequeue_count`).
+                    message = QueueMessage(body=body.encode(), dequeue_count=1)
+                    app.functions["retry_changes"].call(message=message)
+                fed += len(documents)
+        if token:
+            _feed_positions[id(app.runtime)] = token
+    return fed

@@ -430,11 +430,13 @@ def test_the_app_settings_name_the_containers_infra_creates() -> None:
     assert names.evaluate(settings["COSMOS_DATABASE"]) == names.value("databaseName")
 
 
-def test_the_notification_queues_exist() -> None:
+def test_the_queues_the_app_names_exist_with_their_poison_queues() -> None:
     names = evaluator("Prod")
     queues = {names.evaluate(name) for name in re.findall(r"\{ name: (.+) \}", _block("var queues = ["))}
-    queue = names.evaluate(_bicep_app_settings()["NOTIFICATIONS_QUEUE"])
-    assert queues == {queue, f"{queue}-poison"}
+    named = {
+        names.evaluate(_bicep_app_settings()[setting]) for setting in ("NOTIFICATIONS_QUEUE", "CHANGES_RETRY_QUEUE")
+    }
+    assert queues == named | {f"{queue}-poison" for queue in named}
     assert all(_follows(name, STORAGE_QUEUE_RULE) for name in queues)
     assert "queueServices: { queues: queues }" in BICEP
 

@@ -1,4 +1,4 @@
-"""HTTP triggers for the assignment resource: create, read, list."""
+"""HTTP triggers for the assignment resource: create, read, history, and the lists the views serve."""
 
 import azure.functions as func
 
@@ -36,3 +36,23 @@ def list_assignments(req: func.HttpRequest) -> func.HttpResponse:
 def get_history(req: func.HttpRequest) -> func.HttpResponse:
     principal, runtime = authenticate(req)
     return json_response(services.get_history(command_of(req, principal), dict(req.params), runtime.deps()))
+
+
+@http_function(bp, "summarize_assignments", func.HttpMethod.GET, "assignments/summary")
+def summarize_assignments(req: func.HttpRequest) -> func.HttpResponse:
+    principal, runtime = authenticate(req)
+    return json_response(services.summarize_assignments(dict(req.params), principal, runtime.deps()))
+
+
+@http_function(bp, "list_roster", func.HttpMethod.GET, "targets/{targetType}/{targetId}/assignments")
+def list_roster(req: func.HttpRequest) -> func.HttpResponse:
+    principal, runtime = authenticate(req)
+    target_type, target_id = req.route_params["targetType"], req.route_params["targetId"]
+    return json_response(services.list_roster(target_type, target_id, dict(req.params), principal, runtime.deps()))
+
+
+@http_function(bp, "summarize_roster", func.HttpMethod.GET, "targets/{targetType}/{targetId}/summary")
+def summarize_roster(req: func.HttpRequest) -> func.HttpResponse:
+    principal, runtime = authenticate(req)
+    target_type, target_id = req.route_params["targetType"], req.route_params["targetId"]
+    return json_response(services.summarize_roster(target_type, target_id, dict(req.params), principal, runtime.deps()))

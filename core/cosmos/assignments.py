@@ -10,8 +10,8 @@ from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpResponseError
 
-from core.cosmos.client import read_or_none, translate_cosmos_errors
-from core.errors import ConcurrencyConflict, DuplicateId, FieldError, ValidationFailed
+from core.cosmos.client import first_page, read_or_none, translate_cosmos_errors
+from core.errors import ConcurrencyConflict, DuplicateId
 from core.events import DOC_TYPE_EVENT, EventDocument
 from core.models import (
     DOC_TYPE_ASSIGNMENT,
@@ -156,7 +156,7 @@ class CosmosAssignmentStore:
             pages: Any = self._container.query_items(
                 sql, parameters=params, max_item_count=page_size, enable_cross_partition_query=True
             ).by_page(continuation_token)
-            items = _first_page(pages, continuation_token)
+            items = first_page(pages, continuation_token)
             token = pages.continuation_token
         return Page(items=[AssignmentDocument.model_validate(item) for item in items], continuation_token=token or None)
 
@@ -175,23 +175,27 @@ class CosmosAssignmentStore:
                 partition_key=partition_key_of(tenant_id, assignment_id),
                 max_item_count=page_size,
             ).by_page(continuation_token)
-            items = _first_page(pages, continuation_token)
+            items = first_page(pages, continuation_token)
             token = pages.continuation_token
         return [EventDocument.model_validate(item) for item in items], token or None
+
+    def read_event(self, pk: str, event_document_id: str) -> EventDocument | None:
+        body = read_or_none(self._container, event_document_id, pk)
+        return None if body is None else EventDocument.model_validate(body)
+
+    def scan_assignments(self, *, continuation_token: str | None) -> tuple[list[AssignmentDocument], str | None]:
+        sql = "SELECT * FROM c WHERE c.docType = @docType"
+        with self._errors():
+            pages: Any = self._container.query_items(
+                sql,
+                parameters=[{"name": "@docType", "value": DOC_TYPE_ASSIGNMENT}],
+                enable_cross_partition_query=True,
+                max_item_count=200,
+            ).by_page(continuation_token)
+            items = list(next(pages, []))
+            token = pages.continuation_token
+        return [AssignmentDocument.model_validate(item) for item in items], token or None
 
     def ping(self) -> None:
         with self._errors():
             self._container.read()
-
-
-def _first_page(pages: Any, continuation_token: str | None) -> list[dict[str, Any]]:
-    try:
-        return list(next(pages, []))
-    except CosmosHttpResponseError as error:
-        # The caller's token is the only part of a query the caller wrote; Cosmos refuses a bad one with 400.
-        if error.status_code == 400 and continuation_token is not None:
-            message = "is not a valid continuation token"
-            raise ValidationFailed(
-                f"continuationToken {message}", [FieldError("continuationToken", message)]
-            ) from error
-        raise

@@ -19,7 +19,14 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
 from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosClientTimeoutError, CosmosHttpResponseError
 
-from core.errors import ConcurrencyConflict, DomainError, LimitExceeded, ServiceUnavailable
+from core.errors import (
+    ConcurrencyConflict,
+    DomainError,
+    FieldError,
+    LimitExceeded,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 
 log = logging.getLogger("assignments.cosmos")
 
@@ -117,6 +124,19 @@ def read_or_none(container: ContainerProxy, item_id: str, partition_key: str) ->
                 return None
             raise
     return body
+
+
+def first_page(pages: Any, continuation_token: str | None) -> list[dict[str, Any]]:
+    """The first page of a query's pages; a continuation token Cosmos refuses is the caller's mistake (422)."""
+    try:
+        return list(next(pages, []))
+    except CosmosHttpResponseError as error:
+        # The caller's token is the only part of a query the caller wrote; Cosmos refuses a bad one with 400.
+        if error.status_code == 400 and continuation_token is not None:
+            message = "is not a valid continuation token"
+            field = [FieldError("continuationToken", message)]
+            raise ValidationFailed(f"continuationToken {message}", field) from error
+        raise
 
 
 def _transport() -> RequestsTransport:

@@ -12,7 +12,7 @@ from core.services.lifecycle import (
     record_event,
     reject_assignment,
 )
-from core.services.listing import list_assignments
+from core.services.listing import list_assignments, list_roster, summarize_assignments, summarize_roster
 from core.services.pipeline import Command, Deps, Outcome, UseCase
 from core.services.txn import assign_task, unassign_task
 from core.services.users import UserOutcome, get_user, put_user
@@ -33,9 +33,12 @@ __all__ = [
     "get_history",
     "get_user",
     "list_assignments",
+    "list_roster",
     "put_user",
     "reassign_assignment",
     "record_event",
     "reject_assignment",
+    "summarize_assignments",
+    "summarize_roster",
     "unassign_task",
 ]

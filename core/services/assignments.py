@@ -93,6 +93,8 @@ def create_assignment(command: Command, deps: Deps) -> Outcome:
             if replay is not None:
                 return replay
 
+    # Validation before who creates for whom (docs/api-rules.md, "Order of checks").
+    aggregate.check_future_expiry(request.expires_at, deps.clock())
     originator = _originator(request, command, deps)
     principal = command.principal
     assignee = None

@@ -30,6 +30,7 @@ def record_event(command: Command, deps: Deps) -> Outcome:
     same batch as the change, so a redelivered `eventId` changes nothing however much later it comes."""
     route = "postProgressEvent"
     event = parse_write(command, deps, route, partial(parse_model, EventRequest))
+    aggregate.check_event_time(event, deps.clock())
     marker_id = aggregate.event_marker_id(command.assignment_id, hashlib.sha256(event.event_id.encode()).hexdigest())
     operation = partial(aggregate.record_event, event=event, marker_id=marker_id)
     return run_write(deps, command, route=route, operation=operation, needs=Needs(marker_id=marker_id))
@@ -64,6 +65,7 @@ def edit_assignment(command: Command, deps: Deps) -> Outcome:
     """`PATCH /assignments/{id}` (merge patch), by the originator, with `If-Match`."""
     route = "editAssignment"
     patch = parse_write(command, deps, route, partial(parse_model, PatchRequest))
+    aggregate.check_future_expiry(patch.expires_at, deps.clock())
     return run_write(deps, command, route=route, operation=partial(aggregate.edit, patch=patch))
 
 

@@ -30,7 +30,7 @@ from core.directory import Directory, DirectoryUser, enabled_user_by_key, enable
 from core.errors import FieldError, IdempotencyKeyReused, NotFound, ValidationFailed
 from core.models import ROOT_ID_PATTERN, AssignmentDocument, IdempotencyRecord, partition_key_of
 from core.retry import retry_conflicts
-from core.store import AssignmentStore
+from core.store import AssignmentStore, ViewStore
 
 if TYPE_CHECKING:
     from core.auth import Principal
@@ -64,6 +64,8 @@ class Deps:
     delegation_max_depth: int = 10
     attempts_limit: int = 100
     idempotency_ttl_seconds: int = 24 * 3600
+    # The change-feed views the lists read; None where a use case needs none.
+    views: ViewStore | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ invariants checked after each step:
 Delegate runs among them (the machine follows the original, which it makes `delegated`); txn
 assign/unassign have their own tests in tests/triggers/test_txn.py.
 
+Every caller is a directory user whose key is their token's `oid`: who may do what follows those keys
+(CONTRACTS "Identity and tenancy"), never the UPNs.
+
 Where the outcome is simple to predict (who may act, terminal, expired, the operation's own 409s) the
 machine predicts it and checks the use case agrees.
 """
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -30,11 +33,11 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from core import errors
 from core.auth import ROLE_ADMIN, ROLE_REPORT, SCOPE_READ_WRITE, Principal
 from core.bootstrap import Runtime
-from core.directory import CosmosDirectory, DirectoryUser
+from core.directory import DirectoryUser
 from core.models import AssignmentDocument, CompletionCriteria, EventType, Status
 from core.rules import TERMINAL_STATUSES
 from core.services import (
-    Deps,
+    Command,
     Outcome,
     cancel_assignment,
     complete_assignment,
@@ -46,9 +49,17 @@ from core.services import (
     reject_assignment,
 )
 
-TENANT = "tenant"
-ORIGINATOR = "sm-originator@contoso.com"
-FIRST_ASSIGNEE = "sm-assignee@contoso.com"
+TENANT = "sm-tenant"
+# Any character free text may hold (CONTRACTS "Input hygiene"): not the control characters other than
+# \t, \n and \r, nor the bidi overrides and isolates, nor lone surrogates. core/hygiene.py has its own tests.
+FREE_TEXT = st.characters(
+    codec="utf-8",
+    exclude_characters="".join(
+        chr(code)
+        for code in [*range(0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+        if chr(code) not in "\t\n\r"
+    ),
+)
 COMPLETING_EVENT = {
     CompletionCriteria.CHAT_VISITED: EventType.VISITED,
     CompletionCriteria.CHAT_ENGAGED: EventType.ENGAGED,
@@ -58,8 +69,9 @@ COMPLETING_EVENT = {
 }
 
 
-def user(upn: str, oid: str) -> Principal:
-    return Principal(oid=oid, tid=TENANT, upn=upn, scopes=frozenset({SCOPE_READ_WRITE}))
+def user(person: DirectoryUser) -> Principal:
+    """The token of a directory user: its `oid` is the user's key."""
+    return Principal(oid=person.user_key, tid=TENANT, upn=person.upn, scopes=frozenset({SCOPE_READ_WRITE}))
 
 
 def app(app_id: str, role: str) -> Principal:
@@ -81,6 +93,8 @@ class ManualClock:
 @dataclass(frozen=True)
 class World:
     runtime: Runtime
+    originator: DirectoryUser
+    first_assignee: DirectoryUser
     enabled_users: tuple[DirectoryUser, ...]
     disabled_user: DirectoryUser
 
@@ -95,13 +109,16 @@ class LifecycleMachine(RuleBasedStateMachine):
         super().__init__()
         self.clock = ManualClock()
         runtime = self.world.runtime
-        self.deps = Deps(store=runtime.store, clock=self.clock, directory=runtime.directory)
+        # The runtime's own Deps (its directory cache and limits), on the machine's clock.
+        self.deps = replace(runtime.deps(), clock=self.clock)
         self.assignment_id = ""
-        self.assignee = user(FIRST_ASSIGNEE, "oid-sm-first-assignee")
+        self.assignee = user(self.world.first_assignee)
         self.document: AssignmentDocument | None = None
         self.terminal_snapshot: AssignmentDocument | None = None
         self.completed_by: str | None = None
+        # Who delegated (their user key) and to which UPN: delegate's "same caller" is the same key.
         self.delegated_by: tuple[str, str] | None = None
+        # The ids of the events applied, in order: what the markers the use case writes must remember.
         self.event_ids: list[str] = []
         # The passScore in force when each attempt closed: the `failed` rule judges an attempt by it.
         self.pass_score_at_close: dict[int, float | None] = {}
@@ -114,13 +131,16 @@ class LifecycleMachine(RuleBasedStateMachine):
         return self.document
 
     def read(self) -> AssignmentDocument:
-        document = self.deps.store.read(self.assignment_id)
+        document = self.deps.store.read(TENANT, self.assignment_id)
         assert document is not None
         return document
 
     def actor(self, name: str) -> Principal:
-        return {"originator": user(ORIGINATOR, "oid-sm-originator"), "assignee": self.assignee, "admin": ADMIN,
+        return {"originator": user(self.world.originator), "assignee": self.assignee, "admin": ADMIN,
                 "reporter": REPORTER}[name]  # fmt: skip
+
+    def command(self, principal: Principal, body: object, *, if_match: str | None = None) -> Command:
+        return Command(principal=principal, body=body, assignment_id=self.assignment_id, if_match=if_match)
 
     def state_refusal(self) -> Refusal | None:
         """What every write meets first once who and If-Match pass: the table, then expiry."""
@@ -196,7 +216,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             "id": f"sm-{uuid.uuid4().hex}",
             "targetType": "survey",
             "targetId": "survey-1",
-            "assigneeEmail": FIRST_ASSIGNEE,
+            "assigneeEmail": self.world.first_assignee.upn,
             "completionCriteria": criterion.value,
             "maxAttempts": max_attempts,
             "allowRejection": allow_rejection,
@@ -204,9 +224,11 @@ class LifecycleMachine(RuleBasedStateMachine):
         }
         if expires_in_minutes is not None:
             body["expiresAt"] = (self.clock() + timedelta(minutes=expires_in_minutes)).isoformat()
-        outcome = create_assignment(body, self.actor("originator"), self.deps)
+        outcome = create_assignment(Command(principal=self.actor("originator"), body=body), self.deps)
         self.assignment_id = outcome.id
         self.document = self.read()
+        assert self.current.originator_user_key == self.world.originator.user_key
+        assert self.current.assignee_user_key == self.world.first_assignee.user_key
 
     @rule(
         kind=st.sampled_from(EventType),
@@ -251,16 +273,17 @@ class LifecycleMachine(RuleBasedStateMachine):
         expected: Refusal | None = None
         # Opening beyond maxAttempts is an invalidTransition too; predicting it would restate the rule.
         or_refused: tuple[Refusal, ...] = ()
+        applied_before = event_id in self.event_ids
         if minutes_ahead > 5:
             expected = errors.ValidationFailed
         elif actor == "originator":
             expected = errors.Forbidden
-        elif event_id not in self.current.processed_event_ids:
+        elif not applied_before:
             expected, or_refused = self.state_refusal(), (errors.InvalidTransition,)
-        principal = self.actor(actor)
-        if self.run(
-            lambda: record_event(self.assignment_id, body, principal, self.deps), expected, or_refused=or_refused
-        ):
+        command = self.command(self.actor(actor), body)
+        if self.run(lambda: record_event(command, self.deps), expected, or_refused=or_refused):
+            # A redelivered eventId answers with the assignment as it is, however much later it comes.
+            assert not applied_before, "an event applied before was applied again"
             self.event_ids.append(event_id)
             assert self.current.status != Status.PENDING, "the first event starts the assignment"
             if self.current.status == Status.COMPLETED:
@@ -270,11 +293,15 @@ class LifecycleMachine(RuleBasedStateMachine):
         ending=st.sampled_from(["complete", "reject", "cancel"]),
         actor=st.sampled_from(["originator", "admin", "assignee"]),
         stale=st.booleans(),
-        reason=st.none() | st.text(max_size=20),
+        reason=st.none() | st.text(FREE_TEXT, max_size=20),
     )
     def end(self, ending: str, actor: str, stale: bool, reason: str | None) -> None:
         """complete, reject or cancel; one rule, so that the runs that end early are not most of them."""
-        permitted = ("assignee", "admin") if ending == "reject" else ("originator", "admin")
+        permitted = {
+            "complete": ("assignee", "originator", "admin"),  # the assignee attests it, or the originator
+            "reject": ("assignee", "admin"),
+            "cancel": ("originator", "admin"),
+        }[ending]
         expected: Refusal | None = errors.Forbidden
         if actor in permitted:
             expected = errors.PreconditionFailed if stale else self.state_refusal()
@@ -284,8 +311,8 @@ class LifecycleMachine(RuleBasedStateMachine):
             expected = errors.RejectionNotAllowed
         use_case = {"complete": complete_assignment, "reject": reject_assignment, "cancel": cancel_assignment}[ending]
         body = None if ending == "complete" else {"reason": reason}
-        principal, if_match = self.actor(actor), '"stale"' if stale else None
-        wrote = self.run(lambda: use_case(self.assignment_id, body, principal, self.deps, if_match=if_match), expected)
+        command = self.command(self.actor(actor), body, if_match='"stale"' if stale else None)
+        wrote = self.run(lambda: use_case(command, self.deps), expected)
         if wrote and ending == "complete":
             self.completed_by = ending
 
@@ -303,10 +330,11 @@ class LifecycleMachine(RuleBasedStateMachine):
             expected = errors.ValidationFailed if is_current else None
             if expected is None and to_whom in ("disabled", "unknown"):
                 expected = errors.UserNotFound
-        body = {"toUpn": to_upn, "reason": "rebalancing"}
-        if self.run(lambda: reassign_assignment(self.assignment_id, body, self.actor(actor), self.deps), expected):
+        command = self.command(self.actor(actor), {"toUpn": to_upn, "reason": "rebalancing"})
+        if self.run(lambda: reassign_assignment(command, self.deps), expected):
             assert to is not None
-            self.assignee = user(to.upn, to.user_key)
+            assert self.current.assignee_user_key == to.user_key
+            self.assignee = user(to)
 
     @rule(
         changes=st.fixed_dictionaries(
@@ -343,12 +371,8 @@ class LifecycleMachine(RuleBasedStateMachine):
             expected = errors.PreconditionFailed
         else:
             expected, or_refused = self.state_refusal(), (errors.ValidationFailed,)
-        principal = self.actor(actor)
-        self.run(
-            lambda: edit_assignment(self.assignment_id, body, principal, self.deps, if_match=etag),
-            expected,
-            or_refused=or_refused,
-        )
+        command = self.command(self.actor(actor), body, if_match=etag)
+        self.run(lambda: edit_assignment(command, self.deps), expected, or_refused=or_refused)
 
     @rule(
         to_whom=st.sampled_from(["user0", "user1", "disabled", "unknown", "current"]),
@@ -367,21 +391,17 @@ class LifecycleMachine(RuleBasedStateMachine):
         if actor == "originator":
             expected = errors.Forbidden
         elif self.current.status == Status.DELEGATED:
-            # Natural idempotency: the same caller, to the same user, gets the successor again.
-            expected = None if self.delegated_by == (principal.actor, to_upn) else errors.AlreadyDelegated
+            # Natural idempotency: the same caller (by key), to the same user, gets the successor again.
+            expected = None if self.delegated_by == (principal.oid, to_upn) else errors.AlreadyDelegated
         else:
             expected = self.state_refusal()
             if expected is None and to_upn == (self.current.assignee_email or "").lower():
                 expected = errors.SelfDelegation
             if expected is None and to_whom in ("disabled", "unknown"):
                 expected = errors.UserNotFound
-        body = {"toUpn": to_upn}
-        if self.run(
-            lambda: delegate_assignment(self.assignment_id, body, principal, self.deps),
-            expected,
-            answers_with_this_assignment=False,
-        ):
-            self.delegated_by = (principal.actor, to_upn)
+        command = self.command(principal, {"toUpn": to_upn})
+        if self.run(lambda: delegate_assignment(command, self.deps), expected, answers_with_this_assignment=False):
+            self.delegated_by = (principal.oid, to_upn)
 
     @rule(minutes=st.sampled_from([1, 20, 90]))
     def advance_clock(self, minutes: int) -> None:
@@ -456,13 +476,24 @@ class LifecycleMachine(RuleBasedStateMachine):
 
 
 def test_the_lifecycle_state_machine(runtime: Runtime) -> None:
-    registry = CosmosDirectory(runtime.users_container)
     suffix = uuid.uuid4().hex[:8]
-    people = [DirectoryUser(f"sm-key-{i}-{suffix}", f"sm-user{i}-{suffix}@contoso.com", None, True) for i in range(2)]
-    disabled = DirectoryUser(f"sm-key-off-{suffix}", f"sm-off-{suffix}@contoso.com", None, False)
-    for person in [*people, disabled]:
-        registry.put(person)
-    LifecycleMachine.world = World(runtime=runtime, enabled_users=tuple(people), disabled_user=disabled)
+
+    def person(name: str, *, enabled: bool = True) -> DirectoryUser:
+        # Keys unlike the UPNs, so nothing passes by matching a UPN.
+        return DirectoryUser(f"sm-key-{name}-{suffix}", f"sm-{name}-{suffix}@contoso.com", None, enabled)
+
+    originator, first_assignee = person("originator"), person("assignee")
+    people = [person(f"user{i}") for i in range(2)]
+    disabled = person("off", enabled=False)
+    for entry in [originator, first_assignee, *people, disabled]:
+        runtime.user_registry.put(TENANT, entry)
+    LifecycleMachine.world = World(
+        runtime=runtime,
+        originator=originator,
+        first_assignee=first_assignee,
+        enabled_users=tuple(people),
+        disabled_user=disabled,
+    )
     run_state_machine_as_test(
         LifecycleMachine,
         settings=settings(

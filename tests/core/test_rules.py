@@ -1,40 +1,51 @@
-"""The pure rules: the transition table, the completion criteria, and how events open and close attempts."""
+"""The pure rules: the transition table, who is who, the delegate state checks, the completion criteria,
+and how events open and close attempts. The operations built on them are tested in test_aggregate.py."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from core import errors
+from core.auth import Principal
 from core.models import (
     AssignmentDocument,
-    AssignmentPatch,
     Attempt,
     CompletionCriteria,
+    DelegateRequest,
+    EventRequest,
     EventType,
     ListQuery,
-    ProgressEvent,
+    PatchRequest,
     Status,
 )
 from core.rules import (
-    PROCESSED_EVENT_IDS_KEPT,
     TERMINAL_STATUSES,
     TRANSITIONS,
     Operation,
     allowed_transition,
+    can_read,
+    check_delegate,
+    check_delegation,
+    check_readable,
     fewest_max_attempts,
+    is_assignee,
+    is_assigner,
+    is_chain_member,
+    is_originator,
+    may_txn_assign,
+    may_txn_unassign,
     meets_criterion,
     next_status,
     open_attempt,
     record_progress,
-    remember_event,
-    was_processed,
 )
-from core.services.common import parse_model
+from core.services.pipeline import parse_model
+from tests.support.documents import ADAM, CARL, DORA, NOW, OLIVIA, Person, admin_app, assignment, task
 
-NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 P, IP = Status.PENDING, Status.IN_PROGRESS
 
 # The whole table, written out: the spec the code's TRANSITIONS must equal, row for row.
@@ -66,27 +77,9 @@ EXPECTED_TRANSITIONS: dict[tuple[Status, Operation], Status] = {
 }
 
 
-def assignment(**overrides: Any) -> AssignmentDocument:
-    fields: dict[str, Any] = {
-        "id": "a1",
-        "pk": "a1",
-        "target_type": "chat",
-        "target_id": "chat-1",
-        "assignee_email": "adam@contoso.com",
-        "originator_email": "olivia@contoso.com",
-        "completion_criteria": CompletionCriteria.FLOW_COMPLETED,
-        "created_at": NOW,
-        "updated_at": NOW,
-        "created_by": "olivia@contoso.com",
-        "updated_by": "olivia@contoso.com",
-    }
-    fields.update(overrides)
-    return AssignmentDocument(**fields)
-
-
-def event(kind: EventType, *, at: datetime = NOW, **fields: Any) -> ProgressEvent:
+def event(kind: EventType, *, at: datetime = NOW, **fields: Any) -> EventRequest:
     """An already-validated event: request parsing is tested through the functions."""
-    return ProgressEvent.model_construct(event_id=f"e-{kind}-{at.timestamp()}", type=kind, occurred_at=at, **fields)
+    return EventRequest.model_construct(event_id=f"e-{kind}-{at.timestamp()}", type=kind, occurred_at=at, **fields)
 
 
 def later(minutes: int) -> datetime:
@@ -132,6 +125,171 @@ class TestAllowedTransition:
 
     def test_before_expires_at_the_target_is_returned(self) -> None:
         assert allowed_transition(assignment(expires_at=NOW), Operation.CANCEL, later(-1)) == Status.CANCELLED
+
+
+class TestWhoIsWho:
+    """Every role is held by a user key; a UPN never grants anything (CONTRACTS "Identity and tenancy")."""
+
+    @staticmethod
+    def subject() -> AssignmentDocument:
+        # Adam holds it, Olivia originated it, Dora assigned it, Carl held it before Adam.
+        return assignment(
+            assigned_by=DORA.upn,
+            assigned_by_user_key=DORA.key,
+            delegation_chain=[CARL.upn],
+            delegation_chain_user_keys=[CARL.key],
+        )
+
+    @pytest.mark.parametrize(
+        ("holds", "person"),
+        [(is_assignee, ADAM), (is_originator, OLIVIA), (is_assigner, DORA), (is_chain_member, CARL)],
+    )
+    def test_a_role_follows_the_key_whatever_the_upn(
+        self, holds: Callable[[Principal, AssignmentDocument], bool], person: Person
+    ) -> None:
+        subject = self.subject()
+        assert holds(person.principal(), subject)
+        assert holds(person.renamed("new-name@contoso.com").principal(), subject)
+        assert not holds(person.impostor().principal(), subject)
+
+    @pytest.mark.parametrize("person", [ADAM, OLIVIA, DORA, CARL])
+    def test_only_the_holder_of_a_key_may_read(self, person: Person) -> None:
+        subject = self.subject()
+        assert can_read(person.renamed("new-name@contoso.com").principal(), subject)
+        with pytest.raises(errors.NotVisible):
+            check_readable(person.impostor().principal(), subject)
+
+    def test_an_unassigned_task_has_no_assignee_and_is_offered_to_its_candidates(self) -> None:
+        candidate = CARL.principal(groups=frozenset({"g"}))
+        assert can_read(candidate, task())
+        assert may_txn_assign(candidate, task())
+        assigned = task(assignee_email=ADAM.upn, assignee_user_key=ADAM.key)
+        assert not can_read(candidate, assigned)
+        assert not may_txn_assign(candidate, assigned)
+        assert not can_read(CARL.principal(groups=frozenset({"other"})), task())
+
+    def test_txn_access_follows_keys(self) -> None:
+        subject = self.subject()
+        people = (OLIVIA, DORA, ADAM, CARL)
+        assert [may_txn_assign(person.principal(), subject) for person in people] == [True, True, False, False]
+        assert [may_txn_unassign(person.principal(), subject) for person in people] == [True, True, True, False]
+        for person in (OLIVIA, DORA, ADAM):
+            assert not may_txn_assign(person.impostor().principal(), subject)
+            assert not may_txn_unassign(person.impostor().principal(), subject)
+
+    def test_admins_may_do_everything(self) -> None:
+        admin = admin_app()
+        assert can_read(admin, self.subject())
+        assert may_txn_assign(admin, self.subject())
+        assert may_txn_unassign(admin, self.subject())
+
+
+def delegation_checks(original: AssignmentDocument, upn: str = DORA.upn, user_key: str | None = DORA.key) -> Status:
+    """The delegate checks the rules make, in the contract's order: 1 to 5 need no directory
+    (`check_delegation`), 6 and 7 take the user key the directory resolved, or None when it knows nobody by that
+    UPN (`check_delegate`). Depth (8) and `userNotFound` (9) are the operation's: test_aggregate.py."""
+    target = check_delegation(original, NOW, max_depth=10)
+    check_delegate(original, upn=upn, user_key=user_key)
+    return target
+
+
+class TestDelegationChecks:
+    @pytest.mark.parametrize("status", [Status.PENDING, Status.IN_PROGRESS])
+    def test_an_active_assignment_becomes_delegated(self, status: Status) -> None:
+        assert delegation_checks(assignment(status=status)) == Status.DELEGATED
+
+    def test_delegated_is_already_delegated(self) -> None:
+        with pytest.raises(errors.AlreadyDelegated):
+            delegation_checks(assignment(status=Status.DELEGATED, delegated_to="a1.1"))
+
+    @pytest.mark.parametrize(
+        "status", [Status.COMPLETED, Status.FAILED, Status.EXPIRED, Status.CANCELLED, Status.REJECTED]
+    )
+    def test_another_inactive_status_is_an_invalid_transition(self, status: Status) -> None:
+        with pytest.raises(errors.InvalidTransition) as caught:
+            delegation_checks(assignment(status=status))
+        assert caught.value.current_status == status.value
+
+    def test_past_expires_at_is_expired(self) -> None:
+        with pytest.raises(errors.Expired):
+            delegation_checks(assignment(expires_at=NOW))
+        assert delegation_checks(assignment(expires_at=NOW + timedelta(milliseconds=1))) == Status.DELEGATED
+
+    def test_an_unassigned_task_is_not_assigned(self) -> None:
+        with pytest.raises(errors.NotAssigned):
+            delegation_checks(task())
+
+    def test_allow_delegation_false_is_refused(self) -> None:
+        with pytest.raises(errors.DelegationNotAllowed):
+            delegation_checks(assignment(allow_delegation=False))
+
+    def test_the_current_assignee_is_self_delegation(self) -> None:
+        # By the UPN asked for, whatever its case, when the directory knows nobody by it.
+        with pytest.raises(errors.SelfDelegation):
+            delegation_checks(assignment(assignee_email="Adam@Contoso.com"), ADAM.upn, None)
+
+    def test_the_same_user_key_is_self_delegation(self) -> None:
+        with pytest.raises(errors.SelfDelegation):
+            delegation_checks(assignment(), "adam.alias@contoso.com", ADAM.key)
+
+    def test_the_assignees_upn_held_by_another_key_is_another_user(self) -> None:
+        assert delegation_checks(assignment(), ADAM.upn, ADAM.impostor().key) == Status.DELEGATED
+
+    def test_anyone_in_the_chain_is_a_cycle(self) -> None:
+        chain = {"delegation_chain": ["Carl@contoso.com", DORA.upn], "delegation_chain_user_keys": [CARL.key, DORA.key]}
+        with pytest.raises(errors.DelegationCycle):
+            delegation_checks(assignment(**chain), CARL.upn, None)
+        with pytest.raises(errors.DelegationCycle):
+            delegation_checks(assignment(**chain), "carl.alias@contoso.com", CARL.key)
+
+    def test_a_chain_members_upn_held_by_another_key_is_another_user(self) -> None:
+        subject = assignment(delegation_chain=[CARL.upn], delegation_chain_user_keys=[CARL.key])
+        assert delegation_checks(subject, CARL.upn, CARL.impostor().key) == Status.DELEGATED
+
+    @pytest.mark.parametrize(
+        ("overrides", "to", "expected"),
+        [
+            # Each row breaks every later rule too, so only the order decides which error wins.
+            (
+                {"status": Status.DELEGATED, "delegated_to": "a1.1", "expires_at": NOW, "allow_delegation": False},
+                ADAM,
+                errors.AlreadyDelegated,
+            ),
+            (
+                {"status": Status.CANCELLED, "expires_at": NOW, "allow_delegation": False},
+                ADAM,
+                errors.InvalidTransition,
+            ),
+            (
+                {"expires_at": NOW, "assignee_email": None, "assignee_user_key": None, "task_key": "t"},
+                ADAM,
+                errors.Expired,
+            ),
+            (
+                {"assignee_email": None, "assignee_user_key": None, "task_key": "t", "allow_delegation": False},
+                ADAM,
+                errors.NotAssigned,
+            ),
+            (
+                {"allow_delegation": False, "delegation_chain": [ADAM.upn], "delegation_chain_user_keys": [ADAM.key]},
+                ADAM,
+                errors.DelegationNotAllowed,
+            ),
+            (
+                {"delegation_chain": [ADAM.upn] * 10, "delegation_chain_user_keys": [ADAM.key] * 10},
+                ADAM,
+                errors.SelfDelegation,
+            ),
+            (
+                {"delegation_chain": [DORA.upn] * 10, "delegation_chain_user_keys": [DORA.key] * 10},
+                DORA,
+                errors.DelegationCycle,
+            ),
+        ],
+    )
+    def test_the_contracts_order(self, overrides: dict[str, Any], to: Person, expected: type[Exception]) -> None:
+        with pytest.raises(expected):
+            delegation_checks(assignment(**overrides), to.upn, to.key)
 
 
 class TestCompletionCriteria:
@@ -219,7 +377,7 @@ class TestAttempts:
             event(EventType.FLOW_COMPLETED, score=100),
         ],
     )
-    def test_opening_beyond_max_attempts_is_refused_and_changes_nothing(self, opening: ProgressEvent) -> None:
+    def test_opening_beyond_max_attempts_is_refused_and_changes_nothing(self, opening: EventRequest) -> None:
         closed = Attempt(started_at=NOW, chat_log_id="c1", completed_at=NOW)
         subject = assignment(status=IP, max_attempts=1, attempts=[closed])
         before = subject.model_copy(deep=True)
@@ -233,6 +391,22 @@ class TestAttempts:
         subject = assignment(status=IP, max_attempts=1, attempts=[open_one])
         assert record_progress(subject, event(EventType.FLOW_COMPLETED, score=5)) == Operation.COMPLETE
         assert len(subject.attempts) == 1
+
+    def test_without_max_attempts_the_attempts_limit_bounds_them(self) -> None:
+        closed = [Attempt(started_at=NOW, chat_log_id=f"c{i}", completed_at=NOW) for i in range(3)]
+        subject = assignment(status=IP, attempts=closed)
+        before = subject.model_copy(deep=True)
+        with pytest.raises(errors.LimitExceeded):
+            record_progress(subject, event(EventType.FLOW_STARTED), attempts_limit=3)
+        assert subject == before
+        # An event that opens nothing is still recorded.
+        assert (
+            record_progress(subject, event(EventType.ENGAGED, chat_log_id="c1"), attempts_limit=3) == Operation.PROGRESS
+        )
+        # With maxAttempts set, maxAttempts alone decides.
+        bounded = assignment(status=IP, attempts=closed, max_attempts=4)
+        assert record_progress(bounded, event(EventType.FLOW_STARTED), attempts_limit=3) == Operation.PROGRESS
+        assert len(bounded.attempts) == 4
 
 
 class TestFailure:
@@ -280,31 +454,16 @@ class TestFewestMaxAttempts:
         assert fewest_max_attempts(assignment(completion_criteria=criterion, attempts=attempts)) == fewest
 
 
-class TestProcessedEvents:
-    def test_event_ids_are_remembered_up_to_a_bound(self) -> None:
-        subject = assignment()
-        for number in range(PROCESSED_EVENT_IDS_KEPT + 5):
-            remember_event(subject, f"e{number}")
-        assert len(subject.processed_event_ids) == PROCESSED_EVENT_IDS_KEPT
-        assert was_processed(subject, f"e{PROCESSED_EVENT_IDS_KEPT + 4}")
-        assert not was_processed(subject, "e0")
-
-    def test_they_never_reach_the_public_model(self) -> None:
-        subject = assignment(processed_event_ids=["e1"])
-        assert "processedEventIds" not in subject.to_public().to_json()
-        assert subject.to_cosmos()["processedEventIds"] == ["e1"]
-
-
 class TestRequestModels:
     @pytest.mark.parametrize("field", [{"score": 5}, {"outcomeData": {}}, {"note": "n"}])
     def test_outcome_fields_belong_to_flow_completed(self, field: dict[str, Any]) -> None:
         body = {"eventId": "e", "type": "engaged", "occurredAt": "2030-01-01T00:00:00Z", **field}
         with pytest.raises(errors.ValidationFailed):
-            parse_model(ProgressEvent, body)
-        parse_model(ProgressEvent, {**body, "type": "flow_completed"})
+            parse_model(EventRequest, body)
+        parse_model(EventRequest, {**body, "type": "flow_completed"})
 
     def test_a_patch_knows_which_fields_it_names(self) -> None:
-        patch = parse_model(AssignmentPatch, {"dueAt": None, "targetTitle": "T"})
+        patch = parse_model(PatchRequest, {"dueAt": None, "targetTitle": "T"})
         assert patch.changes() == {"due_at": None, "target_title": "T"}
 
     def test_a_list_query_takes_a_comma_separated_status(self) -> None:
@@ -312,3 +471,20 @@ class TestRequestModels:
         assert query.status == ["pending", "in_progress"]
         assert query.page_size == 10
         assert query.role == "assignee"
+
+    def test_a_delegates_upn_is_normalized(self) -> None:
+        assert parse_model(DelegateRequest, {"toUpn": " Dora@Contoso.COM "}).to_upn == "dora@contoso.com"
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {},
+            {"toUpn": "not a upn"},
+            {"toUpn": 5},
+            {"toUpn": DORA.upn, "reason": "x" * 2001},
+            {"toUpn": DORA.upn, "extra": True},
+        ],
+    )
+    def test_invalid_delegate_bodies(self, body: dict[str, Any]) -> None:
+        with pytest.raises(errors.ValidationFailed):
+            parse_model(DelegateRequest, body)

@@ -14,19 +14,20 @@ from core.errors import (
     TxnRequestError,
     UserKeyNotSpecified,
 )
-from core.services.txn import AssignRequest, parse_assign_request, parse_unassign_request
+from core.models import TxnAssignRequest, TxnUnassignRequest
+from core.services.txn import parse_assign_request, parse_unassign_request
 
 SEED_BODY = {"params": {"submitKey": "15d071280b92c867f86975b9cd2e8765", "userKey": "378595572a1bd63ff9b5972b7a1c91dd"}}
 
 
 def test_the_seed_example_parses() -> None:
-    assert parse_assign_request(SEED_BODY) == AssignRequest(
+    assert parse_assign_request(SEED_BODY) == TxnAssignRequest(
         submit_key="15d071280b92c867f86975b9cd2e8765", user_key="378595572a1bd63ff9b5972b7a1c91dd"
     )
 
 
 def test_unassign_takes_the_submit_key_only() -> None:
-    assert parse_unassign_request({"params": {"submitKey": "k1"}}) == "k1"
+    assert parse_unassign_request({"params": {"submitKey": "k1"}}) == TxnUnassignRequest(submit_key="k1")
 
 
 @pytest.mark.parametrize(
@@ -107,7 +108,7 @@ def test_the_first_unknown_attribute_is_named() -> None:
 
 
 def test_a_whitespace_key_is_specified_and_left_to_the_lookup() -> None:
-    assert parse_assign_request({"params": {"submitKey": " ", "userKey": " "}}) == AssignRequest(" ", " ")
+    assert parse_assign_request({"params": {"submitKey": " ", "userKey": " "}}) == TxnAssignRequest(" ", " ")
 
 
 class TestUnassign:

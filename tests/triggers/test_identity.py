@@ -19,6 +19,7 @@ from tests.support.api import (
     add_user,
     assert_problem,
     assign,
+    catch_up,
     create,
     delegate,
     get,
@@ -36,6 +37,7 @@ TENANT_B = "0d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"
 
 
 def listed_ids(app: FunctionCaller, token: str, role: str = "assignee") -> set[str]:
+    catch_up(app)
     response = app.call("list_assignments", url="/assignments", token=token, params={"role": role})
     assert response.status == 200, response.body
     return {item["id"] for item in response.json()["items"]}

@@ -21,10 +21,16 @@ EXPECTED_HTTP_ROUTES = {
     "put_user": ("users/{userKey}", ["PUT"]),
     "get_user": ("users/{userKey}", ["GET"]),
     "get_history": ("assignments/{id}/history", ["GET"]),
+    "summarize_assignments": ("assignments/summary", ["GET"]),
+    "list_roster": ("targets/{targetType}/{targetId}/assignments", ["GET"]),
+    "summarize_roster": ("targets/{targetType}/{targetId}/summary", ["GET"]),
     "txn_assign": ("workspaces/secure/api/v1/txn/assign", ["POST"]),
     "txn_unassign": ("workspaces/secure/api/v1/txn/unassign", ["POST"]),
     "health": ("health", ["GET"]),
 }
+
+# Triggers other than HTTP, by function name.
+OTHER_TRIGGERS = {"project_changes": "cosmosDBTrigger", "retry_changes": "queueTrigger"}
 
 
 def test_function_app_has_exactly_one_function_app() -> None:
@@ -35,8 +41,16 @@ def test_function_app_has_exactly_one_function_app() -> None:
 
 def test_every_function_passes_the_workers_checks() -> None:
     functions = {f.name: f for f in index_app()}
-    catch_alls = {"workspaces_not_found", "assignments_not_found", "users_not_found", "health_not_found"}
-    assert set(functions) == set(EXPECTED_HTTP_ROUTES) | catch_alls
+    catch_alls = {
+        "workspaces_not_found",
+        "assignments_not_found",
+        "users_not_found",
+        "health_not_found",
+        "targets_not_found",
+    }
+    assert set(functions) == set(EXPECTED_HTTP_ROUTES) | catch_alls | set(OTHER_TRIGGERS)
+    for name, kind in OTHER_TRIGGERS.items():
+        assert functions[name].trigger["type"] == kind
     for name, (route, methods) in EXPECTED_HTTP_ROUTES.items():
         trigger = functions[name].trigger
         assert trigger["type"] == "httpTrigger"
@@ -82,6 +96,6 @@ def test_importing_function_app_reads_no_setting(monkeypatch: pytest.MonkeyPatch
 
 def test_catch_alls_stay_under_our_prefixes() -> None:
     # A bare {*path} with an empty routePrefix would shadow the host's /admin and /runtime routes.
-    routes = [f.trigger["route"] for f in index_app() if "{*" in f.trigger["route"]]
+    routes = [f.trigger["route"] for f in index_app() if "{*" in f.trigger.get("route", "")]
     assert routes
     assert all(not route.startswith("{*") for route in routes)

@@ -167,7 +167,7 @@ class TestLikeCosmos:
         # As when an emulator restarts empty under a running app: its clients still name the containers.
         database = runtime.assignments_container.client_connection
         names = runtime.container_names
-        for container in (names.assignments, names.users):
+        for container in (names.assignments, names.users, names.views):
             database.DeleteContainer(f"dbs/{names.database}/colls/{container}")
         token = gone.tokens.user(ORIGINATOR)
         for response in (

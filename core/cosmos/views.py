@@ -1,0 +1,160 @@
+"""The Cosmos DB adapter of `core.store.ViewStore`: the views container, partitioned by list (`/pk`), so
+every list query names its partition and none is cross-partition (except the operators' scan)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.cosmos import ContainerProxy
+from azure.cosmos.exceptions import CosmosHttpResponseError
+
+from core.cosmos.client import first_page, read_or_none, translate_cosmos_errors
+from core.errors import ConcurrencyConflict
+from core.hygiene import format_timestamp
+from core.projections import DOC_TYPE_PROJECTION, DOC_TYPE_VIEW
+from core.rules import ACTIVE_STATUSES
+from core.store import Projection, ViewQuery
+
+DOC_TYPE_SENT = "sent"
+
+
+class CosmosViewStore:
+    def __init__(self, container: ContainerProxy) -> None:
+        self._container = container
+
+    def _errors(self, *, on_conflict: Exception | None = None) -> Any:
+        return translate_cosmos_errors(container=self._container.id, on_conflict=on_conflict)
+
+    # --- projection records -------------------------------------------------------------------------------
+
+    def read_projection(self, pk: str, assignment_id: str) -> Projection | None:
+        body = read_or_none(self._container, assignment_id, pk)
+        if body is None:
+            return None
+        keys = frozenset((str(entry[0]), str(entry[1])) for entry in body.get("entries", []))
+        return Projection(version=int(body["version"]), keys=keys, etag=body["_etag"])
+
+    def save_projection(self, pk: str, assignment_id: str, projection: Projection) -> None:
+        body = {
+            "id": assignment_id,
+            "pk": pk,
+            "docType": DOC_TYPE_PROJECTION,
+            "version": projection.version,
+            "entries": sorted([list(key) for key in projection.keys]),
+        }
+        conflict = ConcurrencyConflict(f"the projection of {assignment_id} was written concurrently")
+        with self._errors(on_conflict=conflict):
+            if projection.etag is None:
+                self._container.create_item(body)
+            else:
+                self._container.replace_item(
+                    assignment_id, body, etag=projection.etag, match_condition=MatchConditions.IfNotModified
+                )
+
+    # --- entries ------------------------------------------------------------------------------------------
+
+    def upsert(self, pk: str, body: dict[str, Any]) -> None:
+        with self._errors():
+            self._container.upsert_item(body)
+
+    def delete(self, pk: str, item_id: str) -> None:
+        with self._errors():
+            try:
+                self._container.delete_item(item_id, partition_key=pk)
+            except CosmosHttpResponseError as error:
+                if error.status_code != 404 or error.sub_status == 1003:
+                    raise
+
+    # --- lists --------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _where(query: ViewQuery) -> tuple[list[str], dict[str, object]]:
+        clauses = ["c.docType = @docType"]
+        parameters: dict[str, object] = {"@docType": DOC_TYPE_VIEW}
+        if query.statuses:
+            clauses.append("ARRAY_CONTAINS(@statuses, c.status)")
+            parameters["@statuses"] = [str(status) for status in query.statuses]
+        if query.due_before is not None:
+            # Stored timestamps share one fixed-width UTC format, so they compare as strings; null never matches.
+            clauses.append("c.dueAt < @dueBefore")
+            parameters["@dueBefore"] = format_timestamp(query.due_before)
+        if query.overdue_at is not None:
+            clauses.append("c.dueAt < @overdueAt AND ARRAY_CONTAINS(@active, c.status)")
+            parameters["@overdueAt"] = format_timestamp(query.overdue_at)
+            parameters["@active"] = sorted(str(status) for status in ACTIVE_STATUSES)
+        if query.reader is not None:
+            clauses.append(
+                "(ARRAY_CONTAINS(c.readers, @reader)"
+                " OR EXISTS(SELECT VALUE g FROM g IN c.groups WHERE ARRAY_CONTAINS(@groups, g)))"
+            )
+            parameters["@reader"] = query.reader
+            parameters["@groups"] = list(query.groups)
+        elif query.groups:
+            clauses.append("EXISTS(SELECT VALUE g FROM g IN c.groups WHERE ARRAY_CONTAINS(@groups, g))")
+            parameters["@groups"] = list(query.groups)
+        return clauses, parameters
+
+    def page(
+        self, query: ViewQuery, *, page_size: int, continuation_token: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        clauses, parameters = self._where(query)
+        order = "c.dueSort ASC" if query.order_by_due else "c.createdAt DESC"
+        sql = f"SELECT VALUE c.assignment FROM c WHERE {' AND '.join(clauses)} ORDER BY {order}"  # noqa: S608
+        with self._errors():
+            pages: Any = self._container.query_items(
+                sql, parameters=_params(parameters), partition_key=query.pk, max_item_count=page_size
+            ).by_page(continuation_token)
+            items = first_page(pages, continuation_token)
+            token = pages.continuation_token
+        return items, token or None
+
+    def statuses(self, query: ViewQuery) -> list[str]:
+        clauses, parameters = self._where(query)
+        sql = f"SELECT VALUE c.status FROM c WHERE {' AND '.join(clauses)}"  # noqa: S608 - fixed clauses
+        with self._errors():
+            return [
+                str(status)
+                for status in self._container.query_items(
+                    sql, parameters=_params(parameters), partition_key=query.pk, max_item_count=1000
+                )
+            ]
+
+    def due(self, bucket_pk: str, now: Any, limit: int) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM c WHERE c.docType = @docType AND c.dueAt <= @now ORDER BY c.dueAt ASC"
+        parameters = {"@docType": DOC_TYPE_VIEW, "@now": format_timestamp(now)}
+        with self._errors():
+            pages: Any = self._container.query_items(
+                sql, parameters=_params(parameters), partition_key=bucket_pk, max_item_count=limit
+            ).by_page()
+            return list(next(pages, []))
+
+    def count(self, pk: str) -> int:
+        with self._errors():
+            counted: list[Any] = list(self._container.query_items("SELECT VALUE COUNT(1) FROM c", partition_key=pk))
+        return int(counted[0]) if counted else 0
+
+    def scan(self, *, continuation_token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        sql = "SELECT * FROM c WHERE c.docType = @view OR c.docType = @projection"
+        parameters = {"@view": DOC_TYPE_VIEW, "@projection": DOC_TYPE_PROJECTION}
+        with self._errors():
+            pages: Any = self._container.query_items(
+                sql, parameters=_params(parameters), enable_cross_partition_query=True, max_item_count=500
+            ).by_page(continuation_token)
+            items = list(next(pages, []))
+            token = pages.continuation_token
+        return items, token or None
+
+    # --- notifications sent -------------------------------------------------------------------------------
+
+    def was_sent(self, pk: str, event_id: str) -> bool:
+        return read_or_none(self._container, event_id, pk) is not None
+
+    def mark_sent(self, pk: str, event_id: str) -> None:
+        with self._errors():
+            self._container.upsert_item({"id": event_id, "pk": pk, "docType": DOC_TYPE_SENT})
+
+
+def _params(parameters: Mapping[str, object]) -> list[dict[str, object]]:
+    return [{"name": name, "value": value} for name, value in parameters.items()]
