@@ -6,6 +6,9 @@ listeners, timer triggers to schedulers. Output bindings go through `localhost.i
 honour (an unresolved `%SETTING%`, an unsupported binding type, a missing container) stops it at construction
 or start, loudly, instead of silently dropping the function.
 
+A retry policy (`@app.retry`) is honoured on Cosmos DB and timer triggers; on any other trigger the host ignores it,
+and says so with a warning, as the real host does.
+
 `AzureWebJobs.<function>.Disabled` set to true/1 disables a function, as on the real host.
 """
 
@@ -24,6 +27,7 @@ from localhost.cors import CorsPolicy
 from localhost.http_server import HttpFrontEnd, HttpFunction
 from localhost.indexing import IndexedFunction
 from localhost.invocation import FunctionInvoker
+from localhost.retry import RETRY_TRIGGERS
 from localhost.routing import Route, RouteTable, RouteTemplateError, join_prefix
 from localhost.services import REPO_ROOT
 from localhost.timers import ScheduleStatusStore, Sleep, TimerBinding, TimerListener, describe_next
@@ -72,18 +76,31 @@ class LocalHost:
             invoker = FunctionInvoker(function, settings)
             trigger = function.trigger
             kind = trigger["type"]
+            retry = function.retry
+            if retry is not None and kind not in RETRY_TRIGGERS:
+                log.warning(
+                    "Retries are not supported for function '%s' (a %s): its retry policy is ignored, as on Azure",
+                    function.name,
+                    kind,
+                )
+                retry = None
+            retrying = f"; {retry.describe()}" if retry is not None else ""
             if kind == "httpTrigger":
                 routes.append(self._route(function, invoker, prefix))
             elif kind == "cosmosDBTrigger":
                 binding = CosmosTriggerBinding.from_raw(function.name, trigger, settings)
-                self.change_feeds.append(ChangeFeedListener(binding, invoker, clock=clock))
-                self.descriptions.append(f"{function.name}: cosmosDBTrigger on {binding.database}/{binding.container}")
+                self.change_feeds.append(ChangeFeedListener(binding, invoker, clock=clock, retry=retry))
+                self.descriptions.append(
+                    f"{function.name}: cosmosDBTrigger on {binding.database}/{binding.container}{retrying}"
+                )
             elif kind == "timerTrigger":
                 timer = TimerBinding.from_raw(function.name, trigger, settings)
                 self.timers.append(
-                    TimerListener(timer, invoker, clock=clock, sleep=timer_sleep, status_store=schedule_status)
+                    TimerListener(
+                        timer, invoker, clock=clock, sleep=timer_sleep, status_store=schedule_status, retry=retry
+                    )
                 )
-                self.descriptions.append(f"{function.name}: timerTrigger ({timer.schedule})")
+                self.descriptions.append(f"{function.name}: timerTrigger ({timer.schedule}){retrying}")
             else:
                 raise BindingConfigError(f"function {function.name}: the local host does not support {kind} triggers")
         self.http = HttpFrontEnd(RouteTable(routes), address=address, port=port, cors=cors)

@@ -26,6 +26,7 @@ from azure.storage.queue import BinaryBase64EncodePolicy, QueueClient
 
 from localhost.app_settings import AppSettings, BindingConfigError
 from localhost.indexing import IndexedFunction
+from localhost.retry import RetryState
 
 log = logging.getLogger("localhost")
 T = TypeVar("T")
@@ -61,27 +62,32 @@ class _TraceContext(TraceContext):
 
 
 class _RetryContext(RetryContext):
-    """The local host never retries an invocation."""
+    """`context.retry_context`: 0 and 0 without a retry policy; with one, the retry's number, the policy's maximum
+    and the previous call's error."""
+
+    def __init__(self, state: RetryState | None) -> None:
+        self._state = state or RetryState(0, 0)
 
     @property
     def retry_count(self) -> int:
-        return 0
+        return self._state.retry_count
 
     @property
     def max_retry_count(self) -> int:
-        return 0
+        return self._state.max_retry_count
 
     @property
     def exception(self) -> Any:
-        return None
+        return self._state.exception
 
 
 class LocalContext(func.Context):
     _thread_local = threading.local()
 
-    def __init__(self, function_name: str, invocation_id: str) -> None:
+    def __init__(self, function_name: str, invocation_id: str, retry: RetryState | None = None) -> None:
         self._function_name = function_name
         self._invocation_id = invocation_id
+        self._retry = retry
 
     @property
     def invocation_id(self) -> str:
@@ -105,7 +111,7 @@ class LocalContext(func.Context):
 
     @property
     def retry_context(self) -> RetryContext:
-        return _RetryContext()
+        return _RetryContext(self._retry)
 
 
 class OutputBinding(Protocol):
@@ -196,13 +202,13 @@ class FunctionInvoker:
             elif binding is not function.trigger:
                 raise BindingConfigError(f"{where}: the local host does not support {binding['type']} input bindings")
 
-    def __call__(self, trigger_value: Any, *, reason: str) -> Invocation:
+    def __call__(self, trigger_value: Any, *, reason: str, retry: RetryState | None = None) -> Invocation:
         invocation_id = str(uuid.uuid4())
         kwargs: dict[str, Any] = {self._trigger_name: trigger_value}
         outs: dict[str, OutValue[Any]] = {name: OutValue() for name in self._out_parameters}
         kwargs.update(outs)
         if self._takes_context:
-            kwargs["context"] = LocalContext(self.name, invocation_id)
+            kwargs["context"] = LocalContext(self.name, invocation_id, retry)
         started = time.perf_counter()
         try:
             returned = self._user_function(**kwargs)
