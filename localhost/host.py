@@ -1,10 +1,10 @@
 """The local host: runs a function app's own registered functions, as indexed from its metadata.
 
-It takes the functions `localhost.indexing` produced (the worker's checks already passed) and the app settings,
-and wires each function's trigger: HTTP triggers to the HTTP front end, Cosmos DB triggers to change-feed
-listeners, timer triggers to schedulers. Output bindings go through `localhost.invocation`. A binding it cannot
-honour (an unresolved `%SETTING%`, an unsupported binding type, a missing container) stops it at construction
-or start, loudly, instead of silently dropping the function.
+It takes the functions `localhost.indexing` produced (the worker's checks already passed), the app settings and
+host.json, and wires each function's trigger: HTTP triggers to the HTTP front end, Cosmos DB triggers to change-feed
+listeners, timer triggers to schedulers, queue triggers to queue listeners. Output bindings go through
+`localhost.invocation`. A binding it cannot honour (an unresolved `%SETTING%`, an unsupported binding type, a missing
+container) stops it at construction or start, loudly, instead of silently dropping the function.
 
 A retry policy (`@app.retry`) is honoured on Cosmos DB and timer triggers; on any other trigger the host ignores it,
 and says so with a warning, as the real host does.
@@ -14,7 +14,6 @@ and says so with a warning, as the real host does.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,9 +23,11 @@ from core.clock import Clock, utc_now
 from localhost.app_settings import AppSettings, BindingConfigError
 from localhost.change_feed import ChangeFeedListener, CosmosTriggerBinding
 from localhost.cors import CorsPolicy
+from localhost.host_json import DEFAULT_ROUTE_PREFIX, read_host_json
 from localhost.http_server import HttpFrontEnd, HttpFunction
 from localhost.indexing import IndexedFunction
 from localhost.invocation import FunctionInvoker
+from localhost.queues import QueueListener, QueueTriggerBinding, QueueWatcher
 from localhost.retry import RETRY_TRIGGERS
 from localhost.routing import Route, RouteTable, RouteTemplateError, join_prefix
 from localhost.services import REPO_ROOT
@@ -34,14 +35,14 @@ from localhost.timers import ScheduleStatusStore, Sleep, TimerBinding, TimerList
 
 log = logging.getLogger("localhost")
 
-# The host's routePrefix when host.json does not set one.
-DEFAULT_ROUTE_PREFIX = "api"
+HOST_JSON = REPO_ROOT / "host.json"
+__all__ = ["DEFAULT_ROUTE_PREFIX", "HOST_JSON", "LocalHost", "read_route_prefix"]
+
+Listener = ChangeFeedListener | TimerListener | QueueListener
 
 
-def read_route_prefix(host_json: Path = REPO_ROOT / "host.json") -> str:
-    document = json.loads(host_json.read_text())
-    prefix = document.get("extensions", {}).get("http", {}).get("routePrefix", DEFAULT_ROUTE_PREFIX)
-    return str(prefix)
+def read_route_prefix(host_json: Path = HOST_JSON) -> str:
+    return read_host_json(host_json).route_prefix
 
 
 class LocalHost:
@@ -57,23 +58,28 @@ class LocalHost:
         timer_sleep: Sleep | None = None,
         schedule_status: ScheduleStatusStore | None = None,
         cors: CorsPolicy | None = None,
+        host_json: Path = HOST_JSON,
     ) -> None:
         settings = AppSettings(app_settings)
         names = [function.name for function in functions]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise BindingConfigError(f"duplicate function names: {duplicates}")
-        prefix = read_route_prefix() if route_prefix is None else route_prefix
+        config = read_host_json(host_json)
+        prefix = config.route_prefix if route_prefix is None else route_prefix
+        self.queues_options = config.queues
         self._clock = clock
         self.descriptions: list[str] = []
         routes: list[Route[HttpFunction]] = []
         self.change_feeds: list[ChangeFeedListener] = []
         self.timers: list[TimerListener] = []
+        self.queues: list[QueueListener] = []
+        self.queue_watcher = QueueWatcher()
         for function in functions:
             if settings.is_true(f"AzureWebJobs.{function.name}.Disabled"):
                 self.descriptions.append(f"{function.name}: disabled")
                 continue
-            invoker = FunctionInvoker(function, settings)
+            invoker = FunctionInvoker(function, settings, queues=config.queues, on_queue_sent=self.queue_watcher.notify)
             trigger = function.trigger
             kind = trigger["type"]
             retry = function.retry
@@ -101,6 +107,11 @@ class LocalHost:
                     )
                 )
                 self.descriptions.append(f"{function.name}: timerTrigger ({timer.schedule}){retrying}")
+            elif kind == "queueTrigger":
+                queue = QueueTriggerBinding.from_raw(function.name, trigger, settings)
+                self.queues.append(QueueListener(queue, invoker, config.queues, watcher=self.queue_watcher))
+                poison = queue.poison_queue_name or "none"
+                self.descriptions.append(f"{function.name}: queueTrigger on {queue.queue_name} (poison: {poison})")
             else:
                 raise BindingConfigError(f"function {function.name}: the local host does not support {kind} triggers")
         self.http = HttpFrontEnd(RouteTable(routes), address=address, port=port, cors=cors)
@@ -108,7 +119,7 @@ class LocalHost:
             f"{route.target.invoker.name}: [{','.join(sorted(route.methods or {'*'}))}] {self.url}/{route.template}"
             for route in routes
         ]
-        self._started: list[ChangeFeedListener | TimerListener] = []
+        self._started: list[Listener] = []
 
     def _route(self, function: IndexedFunction, invoker: FunctionInvoker, prefix: str) -> Route[HttpFunction]:
         trigger = function.trigger
@@ -134,7 +145,7 @@ class LocalHost:
     def start(self) -> None:
         self.http.start()
         try:
-            listeners: list[ChangeFeedListener | TimerListener] = [*self.change_feeds, *self.timers]
+            listeners: list[Listener] = [*self.change_feeds, *self.timers, *self.queues]
             for listener in listeners:
                 listener.start()
                 self._started.append(listener)

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -25,6 +25,7 @@ from azure.functions._abc import RetryContext, TraceContext  # the abstract type
 from azure.storage.queue import BinaryBase64EncodePolicy, QueueClient
 
 from localhost.app_settings import AppSettings, BindingConfigError
+from localhost.host_json import QueuesOptions
 from localhost.indexing import IndexedFunction
 from localhost.retry import RetryState
 
@@ -119,15 +120,30 @@ class OutputBinding(Protocol):
 
 
 class QueueOutput:
-    """A `queue` output binding: each message is base64-encoded, as the Functions queue trigger expects.
+    """A `queue` output binding: each message is base64-encoded, as the Functions queue trigger expects (with
+    host.json `extensions.queues.messageEncoding: none`, sent as it is, in UTF-8).
 
-    The queue is created on first use, as the host creates it.
+    The queue is created on first use, as the host creates it. `on_sent(queue_url)` is told after each send (the
+    host's shared queue watcher wakes this host's listeners of that queue).
     """
 
-    def __init__(self, connection_string: str, queue_name: str) -> None:
+    def __init__(
+        self,
+        connection_string: str,
+        queue_name: str,
+        *,
+        encoding: str = "base64",
+        on_sent: Callable[[str], None] | None = None,
+    ) -> None:
         self.queue_name = queue_name
-        self._client = QueueClient.from_connection_string(
-            connection_string, queue_name, message_encode_policy=BinaryBase64EncodePolicy()
+        self._encoding = encoding
+        self._on_sent = on_sent
+        self._client = (
+            QueueClient.from_connection_string(
+                connection_string, queue_name, message_encode_policy=BinaryBase64EncodePolicy()
+            )
+            if encoding == "base64"
+            else QueueClient.from_connection_string(connection_string, queue_name)
         )
         self._lock = threading.Lock()
         self._created = False
@@ -136,7 +152,9 @@ class QueueOutput:
         messages = _queue_messages(value)
         self._ensure_queue()
         for message in messages:
-            self._client.send_message(message)
+            self._client.send_message(message if self._encoding == "base64" else message.decode("utf-8"))
+        if messages and self._on_sent is not None:
+            self._on_sent(str(self._client.url))
 
     def _ensure_queue(self) -> None:
         with self._lock:
@@ -159,14 +177,26 @@ def _queue_messages(value: Any) -> list[bytes]:
     raise TypeError(f"a queue output takes str, bytes, func.QueueMessage or a list of them, not {type(value).__name__}")
 
 
-def build_output_binding(binding: Mapping[str, Any], settings: AppSettings, where: str) -> OutputBinding | None:
+def build_output_binding(
+    binding: Mapping[str, Any],
+    settings: AppSettings,
+    where: str,
+    *,
+    queues: QueuesOptions | None = None,
+    on_queue_sent: Callable[[str], None] | None = None,
+) -> OutputBinding | None:
     """The sender for an output binding; None for `http` (the HTTP front end writes it back)."""
     kind = binding["type"]
     if kind == "http":
         return None
     if kind == "queue":
-        queue_name = settings.resolve(str(binding["queueName"]), where=where)
-        return QueueOutput(settings.storage_connection_string(binding.get("connection"), where=where), queue_name)
+        queue_name = settings.resolve(str(binding["queueName"]), where=where).lower()  # the host lower-cases it
+        return QueueOutput(
+            settings.storage_connection_string(binding.get("connection"), where=where),
+            queue_name,
+            encoding=(queues or QueuesOptions()).message_encoding,
+            on_sent=on_queue_sent,
+        )
     raise BindingConfigError(f"{where}: the local host does not support {kind} output bindings")
 
 
@@ -182,7 +212,14 @@ class Invocation:
 
 
 class FunctionInvoker:
-    def __init__(self, function: IndexedFunction, settings: AppSettings) -> None:
+    def __init__(
+        self,
+        function: IndexedFunction,
+        settings: AppSettings,
+        *,
+        queues: QueuesOptions | None = None,
+        on_queue_sent: Callable[[str], None] | None = None,
+    ) -> None:
         self.function = function
         self.name = function.name
         self._user_function = function.function.get_user_function()
@@ -196,7 +233,7 @@ class FunctionInvoker:
         for binding in function.raw_bindings:
             where = f"function {function.name}, binding {binding['name']}"
             if binding["direction"] == "OUT":
-                sender = build_output_binding(binding, settings, where)
+                sender = build_output_binding(binding, settings, where, queues=queues, on_queue_sent=on_queue_sent)
                 if sender is not None:
                     self.outputs[str(binding["name"])] = sender
             elif binding is not function.trigger:

@@ -141,10 +141,14 @@ def test_a_stop_during_the_wait_ends_the_retries() -> None:
     assert calls == [1]
 
 
-def test_a_retry_policy_on_an_http_trigger_is_ignored_with_a_warning(
+def test_a_retry_policy_on_a_queue_or_http_trigger_is_ignored_with_a_warning(
     app_settings: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.retry(strategy="fixed_delay", max_retry_count="3", delay_interval="00:00:01")
+    @app.queue_trigger(arg_name="message", queue_name="%QUEUE_PROBE_QUEUE%", connection="AzureWebJobsStorage")
+    def on_message(message: func.QueueMessage) -> None: ...
 
     @app.retry(strategy="fixed_delay", max_retry_count="3", delay_interval="00:00:01")
     @app.route(route="retried")
@@ -155,5 +159,6 @@ def test_a_retry_policy_on_an_http_trigger_is_ignored_with_a_warning(
         host = LocalHost(index_functions(app), app_settings, port=0)
     host.stop()
     warnings = [r.getMessage() for r in caplog.records if "Retries are not supported" in r.getMessage()]
-    assert len(warnings) == 1
-    assert "'retried' (a httpTrigger)" in warnings[0]
+    assert len(warnings) == 2
+    assert any("'on_message' (a queueTrigger)" in w for w in warnings)
+    assert any("'retried' (a httpTrigger)" in w for w in warnings)
