@@ -23,7 +23,7 @@ from core.clock import Clock, utc_now
 from localhost.app_settings import AppSettings, BindingConfigError
 from localhost.change_feed import ChangeFeedListener, CosmosTriggerBinding
 from localhost.cors import CorsPolicy
-from localhost.host_json import DEFAULT_ROUTE_PREFIX, read_host_json
+from localhost.host_json import read_host_json
 from localhost.http_server import HttpFrontEnd, HttpFunction
 from localhost.indexing import IndexedFunction
 from localhost.invocation import FunctionInvoker
@@ -36,7 +36,6 @@ from localhost.timers import ScheduleStatusStore, Sleep, TimerBinding, TimerList
 log = logging.getLogger("localhost")
 
 HOST_JSON = REPO_ROOT / "host.json"
-__all__ = ["DEFAULT_ROUTE_PREFIX", "HOST_JSON", "LocalHost", "read_route_prefix"]
 
 Listener = ChangeFeedListener | TimerListener | QueueListener
 

@@ -150,7 +150,7 @@ def call_with_retries(
             return invoke(make_value(), reason=reason, retry=RetryState(attempt, policy.max_retry_count, previous))
         except Exception as error:
             if policy.max_retry_count != -1 and attempt == policy.max_retry_count:
-                log.error("Function %s: all %d retries have been exhausted", name, attempt)
+                log.warning("Function %s: all %d retries have been exhausted", name, attempt)
                 raise
             attempt += 1
             previous = RpcError(source=type(error).__module__, stack_trace=_stack(error), message=str(error))
