@@ -7,6 +7,9 @@ Like the host's change feed processor, one listener per function:
   resumes after the last batch handed to the function;
 - advances the lease even when the function raises: the batch is not retried (that is the real host's behaviour,
   see FACTS.md), so the failure is logged at ERROR with the exception;
+- with a retry policy (`@app.retry`, `localhost.retry`), calls the function again with the same batch, up to
+  `max_retry_count` more times with the policy's delays, before the lease advances; a stop during a retry's wait
+  leaves the lease where it was, so the batch is delivered again after a restart;
 - without a lease, starts from `startFromTime`, from the beginning with `startFromBeginning`, else from now;
 - after draining the feed, waits `feedPollDelay` milliseconds (default 5000, as on the real host) before polling.
 
@@ -16,6 +19,7 @@ range, plus an owner record, and balances them across instances); a single liste
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Mapping
@@ -33,6 +37,7 @@ from core.cosmos.client import LEASES_PARTITION_KEY, make_cosmos_client
 from core.models import format_timestamp
 from localhost.app_settings import AppSettings, BindingConfigError, CosmosConnection
 from localhost.invocation import FunctionInvoker
+from localhost.retry import RetryPolicy, RetryWaitInterrupted, call_with_retries
 
 log = logging.getLogger("localhost.change_feed")
 
@@ -108,10 +113,18 @@ class ChangeFeedListener:
     """Feeds one Cosmos DB trigger function. `start()` fixes the start position before returning, so a write
     made after it returns is delivered even when the listener starts from now."""
 
-    def __init__(self, binding: CosmosTriggerBinding, invoker: FunctionInvoker, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        binding: CosmosTriggerBinding,
+        invoker: FunctionInvoker,
+        *,
+        clock: Clock = utc_now,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.binding = binding
         self._invoker = invoker
         self._clock = clock
+        self._retry = retry
         # A client of its own: the continuation is read from the client's last response headers, which only
         # this listener's thread touches.
         self._feed_client = _client(binding.connection)
@@ -148,6 +161,9 @@ class ChangeFeedListener:
         while not self._stop.is_set():
             try:
                 self.poll_once()
+            except RetryWaitInterrupted:
+                log.info("Change feed of %s: stopped waiting to retry; the lease stays", self.binding.function_name)
+                return
             except Exception:  # a listener outlives a transient Cosmos error, as the host's does
                 log.exception("Change feed of %s: polling failed; retrying", self.binding.function_name)
             self._stop.wait(self.binding.poll_delay_seconds)
@@ -182,18 +198,34 @@ class ChangeFeedListener:
         return {"start_time": "Beginning" if self.binding.start_from_beginning else "Now"}
 
     def _deliver(self, documents: list[dict[str, Any]]) -> None:
-        batch = func.DocumentList([func.Document.from_dict(document) for document in documents])
+        """Hand one batch to the function (again, per its retry policy). RetryWaitInterrupted when stopped between
+        tries: the caller then leaves the lease alone."""
+
+        def batch() -> func.DocumentList:  # a fresh copy per call: one call's changes never reach the next
+            return func.DocumentList([func.Document.from_dict(copy.deepcopy(document)) for document in documents])
+
         try:
-            self._invoker(batch, reason=f"New changes on container {self.binding.container}")
+            call_with_retries(
+                self._invoker,
+                batch,
+                name=self.binding.function_name,
+                reason=f"New changes on container {self.binding.container}",
+                policy=self._retry,
+                wait=self._stop.wait,
+            )
+        except RetryWaitInterrupted:
+            raise
         except Exception:
             ids = [document.get("id") for document in documents]
+            retried = f" and {self._retry.max_retry_count} retries" if self._retry is not None else ""
             # The real host advances the lease anyway, so this batch is never retried: say so, loudly.
             log.exception(
-                "Cosmos DB trigger function %s FAILED on a batch of %d document(s) %s; the checkpoint advances and "
-                "the batch will NOT be retried",
+                "Cosmos DB trigger function %s FAILED on a batch of %d document(s) %s%s; the checkpoint advances "
+                "and the batch will NOT be retried",
                 self.binding.function_name,
                 len(documents),
                 ids,
+                retried,
             )
 
     def _checkpoint(self, continuation: str | None) -> None:

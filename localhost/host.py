@@ -1,17 +1,19 @@
 """The local host: runs a function app's own registered functions, as indexed from its metadata.
 
-It takes the functions `localhost.indexing` produced (the worker's checks already passed) and the app settings,
-and wires each function's trigger: HTTP triggers to the HTTP front end, Cosmos DB triggers to change-feed
-listeners, timer triggers to schedulers. Output bindings go through `localhost.invocation`. A binding it cannot
-honour (an unresolved `%SETTING%`, an unsupported binding type, a missing container) stops it at construction
-or start, loudly, instead of silently dropping the function.
+It takes the functions `localhost.indexing` produced (the worker's checks already passed), the app settings and
+host.json, and wires each function's trigger: HTTP triggers to the HTTP front end, Cosmos DB triggers to change-feed
+listeners, timer triggers to schedulers, queue triggers to queue listeners. Output bindings go through
+`localhost.invocation`. A binding it cannot honour (an unresolved `%SETTING%`, an unsupported binding type, a missing
+container) stops it at construction or start, loudly, instead of silently dropping the function.
+
+A retry policy (`@app.retry`) is honoured on Cosmos DB and timer triggers; on any other trigger the host ignores it,
+and says so with a warning, as the real host does.
 
 `AzureWebJobs.<function>.Disabled` set to true/1 disables a function, as on the real host.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,23 +23,25 @@ from core.clock import Clock, utc_now
 from localhost.app_settings import AppSettings, BindingConfigError
 from localhost.change_feed import ChangeFeedListener, CosmosTriggerBinding
 from localhost.cors import CorsPolicy
+from localhost.host_json import read_host_json
 from localhost.http_server import HttpFrontEnd, HttpFunction
 from localhost.indexing import IndexedFunction
 from localhost.invocation import FunctionInvoker
+from localhost.queues import QueueListener, QueueTriggerBinding, QueueWatcher
+from localhost.retry import RETRY_TRIGGERS
 from localhost.routing import Route, RouteTable, RouteTemplateError, join_prefix
 from localhost.services import REPO_ROOT
 from localhost.timers import ScheduleStatusStore, Sleep, TimerBinding, TimerListener, describe_next
 
 log = logging.getLogger("localhost")
 
-# The host's routePrefix when host.json does not set one.
-DEFAULT_ROUTE_PREFIX = "api"
+HOST_JSON = REPO_ROOT / "host.json"
+
+Listener = ChangeFeedListener | TimerListener | QueueListener
 
 
-def read_route_prefix(host_json: Path = REPO_ROOT / "host.json") -> str:
-    document = json.loads(host_json.read_text())
-    prefix = document.get("extensions", {}).get("http", {}).get("routePrefix", DEFAULT_ROUTE_PREFIX)
-    return str(prefix)
+def read_route_prefix(host_json: Path = HOST_JSON) -> str:
+    return read_host_json(host_json).route_prefix
 
 
 class LocalHost:
@@ -53,37 +57,60 @@ class LocalHost:
         timer_sleep: Sleep | None = None,
         schedule_status: ScheduleStatusStore | None = None,
         cors: CorsPolicy | None = None,
+        host_json: Path = HOST_JSON,
     ) -> None:
         settings = AppSettings(app_settings)
         names = [function.name for function in functions]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise BindingConfigError(f"duplicate function names: {duplicates}")
-        prefix = read_route_prefix() if route_prefix is None else route_prefix
+        config = read_host_json(host_json)
+        prefix = config.route_prefix if route_prefix is None else route_prefix
+        self.queues_options = config.queues
         self._clock = clock
         self.descriptions: list[str] = []
         routes: list[Route[HttpFunction]] = []
         self.change_feeds: list[ChangeFeedListener] = []
         self.timers: list[TimerListener] = []
+        self.queues: list[QueueListener] = []
+        self.queue_watcher = QueueWatcher()
         for function in functions:
             if settings.is_true(f"AzureWebJobs.{function.name}.Disabled"):
                 self.descriptions.append(f"{function.name}: disabled")
                 continue
-            invoker = FunctionInvoker(function, settings)
+            invoker = FunctionInvoker(function, settings, queues=config.queues, on_queue_sent=self.queue_watcher.notify)
             trigger = function.trigger
             kind = trigger["type"]
+            retry = function.retry
+            if retry is not None and kind not in RETRY_TRIGGERS:
+                log.warning(
+                    "Retries are not supported for function '%s' (a %s): its retry policy is ignored, as on Azure",
+                    function.name,
+                    kind,
+                )
+                retry = None
+            retrying = f"; {retry.describe()}" if retry is not None else ""
             if kind == "httpTrigger":
                 routes.append(self._route(function, invoker, prefix))
             elif kind == "cosmosDBTrigger":
                 binding = CosmosTriggerBinding.from_raw(function.name, trigger, settings)
-                self.change_feeds.append(ChangeFeedListener(binding, invoker, clock=clock))
-                self.descriptions.append(f"{function.name}: cosmosDBTrigger on {binding.database}/{binding.container}")
+                self.change_feeds.append(ChangeFeedListener(binding, invoker, clock=clock, retry=retry))
+                self.descriptions.append(
+                    f"{function.name}: cosmosDBTrigger on {binding.database}/{binding.container}{retrying}"
+                )
             elif kind == "timerTrigger":
                 timer = TimerBinding.from_raw(function.name, trigger, settings)
                 self.timers.append(
-                    TimerListener(timer, invoker, clock=clock, sleep=timer_sleep, status_store=schedule_status)
+                    TimerListener(
+                        timer, invoker, clock=clock, sleep=timer_sleep, status_store=schedule_status, retry=retry
+                    )
                 )
-                self.descriptions.append(f"{function.name}: timerTrigger ({timer.schedule})")
+                self.descriptions.append(f"{function.name}: timerTrigger ({timer.schedule}){retrying}")
+            elif kind == "queueTrigger":
+                queue = QueueTriggerBinding.from_raw(function.name, trigger, settings)
+                self.queues.append(QueueListener(queue, invoker, config.queues, watcher=self.queue_watcher))
+                poison = queue.poison_queue_name or "none"
+                self.descriptions.append(f"{function.name}: queueTrigger on {queue.queue_name} (poison: {poison})")
             else:
                 raise BindingConfigError(f"function {function.name}: the local host does not support {kind} triggers")
         self.http = HttpFrontEnd(RouteTable(routes), address=address, port=port, cors=cors)
@@ -91,7 +118,7 @@ class LocalHost:
             f"{route.target.invoker.name}: [{','.join(sorted(route.methods or {'*'}))}] {self.url}/{route.template}"
             for route in routes
         ]
-        self._started: list[ChangeFeedListener | TimerListener] = []
+        self._started: list[Listener] = []
 
     def _route(self, function: IndexedFunction, invoker: FunctionInvoker, prefix: str) -> Route[HttpFunction]:
         trigger = function.trigger
@@ -117,7 +144,7 @@ class LocalHost:
     def start(self) -> None:
         self.http.start()
         try:
-            listeners: list[ChangeFeedListener | TimerListener] = [*self.change_feeds, *self.timers]
+            listeners: list[Listener] = [*self.change_feeds, *self.timers, *self.queues]
             for listener in listeners:
                 listener.start()
                 self._started.append(listener)

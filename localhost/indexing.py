@@ -1,8 +1,9 @@
 """Index a function app the way the Azure Functions Python worker does.
 
 The real worker imports `function_app`, takes its single `FunctionApp`, calls `get_functions()` once,
-and checks every function's signature against its bindings. Any failure drops *every* function
-silently on the real host, so the local host and the tests run these same checks and fail loudly.
+and checks every function's signature against its bindings, then turns each function's `@app.retry` setting into the
+retry options it sends the host. Any failure drops *every* function silently on the real host, so the local host and
+the tests run these same checks and fail loudly.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import azure.functions as func
 from azure.functions import meta
 from azure.functions.decorators.function_app import Function, FunctionRegister
 
+from localhost.retry import RETRY_POLICY_SETTING, RetryPolicy, RetryPolicyError
+
 
 class IndexingError(Exception):
     """The app would not index on the real Functions host."""
@@ -29,6 +32,7 @@ class IndexedFunction:
     name: str
     function: Function
     raw_bindings: list[dict[str, Any]]
+    retry: RetryPolicy | None = None  # `@app.retry(...)`, as the worker reads it
 
     @property
     def trigger(self) -> dict[str, Any]:
@@ -83,6 +87,16 @@ def _check_function(fn: Function) -> None:
             raise IndexingError(f"{name}: {binding_name}: {annotation!r} does not suit a {binding.type} binding")
 
 
+def _retry_policy(name: str, fn: Function) -> RetryPolicy | None:
+    setting = fn.get_settings_dict(RETRY_POLICY_SETTING)
+    if setting is None:
+        return None
+    try:
+        return RetryPolicy.from_setting(setting)
+    except RetryPolicyError as error:
+        raise IndexingError(f"{name}: @retry: {error}") from None
+
+
 def index_module(module: ModuleType) -> list[IndexedFunction]:
     return index_functions(_find_app(module))
 
@@ -94,7 +108,8 @@ def index_functions(app: FunctionRegister) -> list[IndexedFunction]:
     for fn in functions:
         _check_function(fn)
         raw = [json.loads(binding) for binding in fn.get_raw_bindings()]
-        indexed.append(IndexedFunction(name=fn.get_function_name() or "", function=fn, raw_bindings=raw))
+        name = fn.get_function_name() or ""
+        indexed.append(IndexedFunction(name=name, function=fn, raw_bindings=raw, retry=_retry_policy(name, fn)))
     names = [f.name for f in indexed]
     if len(set(names)) != len(names):
         raise IndexingError(f"duplicate function names: {names}")

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -25,7 +25,9 @@ from azure.functions._abc import RetryContext, TraceContext  # the abstract type
 from azure.storage.queue import BinaryBase64EncodePolicy, QueueClient
 
 from localhost.app_settings import AppSettings, BindingConfigError
+from localhost.host_json import QueuesOptions
 from localhost.indexing import IndexedFunction
+from localhost.retry import RetryState
 
 log = logging.getLogger("localhost")
 T = TypeVar("T")
@@ -61,27 +63,32 @@ class _TraceContext(TraceContext):
 
 
 class _RetryContext(RetryContext):
-    """The local host never retries an invocation."""
+    """`context.retry_context`: 0 and 0 without a retry policy; with one, the retry's number, the policy's maximum
+    and the previous call's error."""
+
+    def __init__(self, state: RetryState | None) -> None:
+        self._state = state or RetryState(0, 0)
 
     @property
     def retry_count(self) -> int:
-        return 0
+        return self._state.retry_count
 
     @property
     def max_retry_count(self) -> int:
-        return 0
+        return self._state.max_retry_count
 
     @property
     def exception(self) -> Any:
-        return None
+        return self._state.exception
 
 
 class LocalContext(func.Context):
     _thread_local = threading.local()
 
-    def __init__(self, function_name: str, invocation_id: str) -> None:
+    def __init__(self, function_name: str, invocation_id: str, retry: RetryState | None = None) -> None:
         self._function_name = function_name
         self._invocation_id = invocation_id
+        self._retry = retry
 
     @property
     def invocation_id(self) -> str:
@@ -105,7 +112,7 @@ class LocalContext(func.Context):
 
     @property
     def retry_context(self) -> RetryContext:
-        return _RetryContext()
+        return _RetryContext(self._retry)
 
 
 class OutputBinding(Protocol):
@@ -113,15 +120,30 @@ class OutputBinding(Protocol):
 
 
 class QueueOutput:
-    """A `queue` output binding: each message is base64-encoded, as the Functions queue trigger expects.
+    """A `queue` output binding: each message is base64-encoded, as the Functions queue trigger expects (with
+    host.json `extensions.queues.messageEncoding: none`, sent as it is, in UTF-8).
 
-    The queue is created on first use, as the host creates it.
+    The queue is created on first use, as the host creates it. `on_sent(queue_url)` is told after each send (the
+    host's shared queue watcher wakes this host's listeners of that queue).
     """
 
-    def __init__(self, connection_string: str, queue_name: str) -> None:
+    def __init__(
+        self,
+        connection_string: str,
+        queue_name: str,
+        *,
+        encoding: str = "base64",
+        on_sent: Callable[[str], None] | None = None,
+    ) -> None:
         self.queue_name = queue_name
-        self._client = QueueClient.from_connection_string(
-            connection_string, queue_name, message_encode_policy=BinaryBase64EncodePolicy()
+        self._encoding = encoding
+        self._on_sent = on_sent
+        self._client = (
+            QueueClient.from_connection_string(
+                connection_string, queue_name, message_encode_policy=BinaryBase64EncodePolicy()
+            )
+            if encoding == "base64"
+            else QueueClient.from_connection_string(connection_string, queue_name)
         )
         self._lock = threading.Lock()
         self._created = False
@@ -130,7 +152,9 @@ class QueueOutput:
         messages = _queue_messages(value)
         self._ensure_queue()
         for message in messages:
-            self._client.send_message(message)
+            self._client.send_message(message if self._encoding == "base64" else message.decode("utf-8"))
+        if messages and self._on_sent is not None:
+            self._on_sent(str(self._client.url))
 
     def _ensure_queue(self) -> None:
         with self._lock:
@@ -153,14 +177,26 @@ def _queue_messages(value: Any) -> list[bytes]:
     raise TypeError(f"a queue output takes str, bytes, func.QueueMessage or a list of them, not {type(value).__name__}")
 
 
-def build_output_binding(binding: Mapping[str, Any], settings: AppSettings, where: str) -> OutputBinding | None:
+def build_output_binding(
+    binding: Mapping[str, Any],
+    settings: AppSettings,
+    where: str,
+    *,
+    queues: QueuesOptions | None = None,
+    on_queue_sent: Callable[[str], None] | None = None,
+) -> OutputBinding | None:
     """The sender for an output binding; None for `http` (the HTTP front end writes it back)."""
     kind = binding["type"]
     if kind == "http":
         return None
     if kind == "queue":
-        queue_name = settings.resolve(str(binding["queueName"]), where=where)
-        return QueueOutput(settings.storage_connection_string(binding.get("connection"), where=where), queue_name)
+        queue_name = settings.resolve(str(binding["queueName"]), where=where).lower()  # the host lower-cases it
+        return QueueOutput(
+            settings.storage_connection_string(binding.get("connection"), where=where),
+            queue_name,
+            encoding=(queues or QueuesOptions()).message_encoding,
+            on_sent=on_queue_sent,
+        )
     raise BindingConfigError(f"{where}: the local host does not support {kind} output bindings")
 
 
@@ -176,7 +212,14 @@ class Invocation:
 
 
 class FunctionInvoker:
-    def __init__(self, function: IndexedFunction, settings: AppSettings) -> None:
+    def __init__(
+        self,
+        function: IndexedFunction,
+        settings: AppSettings,
+        *,
+        queues: QueuesOptions | None = None,
+        on_queue_sent: Callable[[str], None] | None = None,
+    ) -> None:
         self.function = function
         self.name = function.name
         self._user_function = function.function.get_user_function()
@@ -190,19 +233,19 @@ class FunctionInvoker:
         for binding in function.raw_bindings:
             where = f"function {function.name}, binding {binding['name']}"
             if binding["direction"] == "OUT":
-                sender = build_output_binding(binding, settings, where)
+                sender = build_output_binding(binding, settings, where, queues=queues, on_queue_sent=on_queue_sent)
                 if sender is not None:
                     self.outputs[str(binding["name"])] = sender
             elif binding is not function.trigger:
                 raise BindingConfigError(f"{where}: the local host does not support {binding['type']} input bindings")
 
-    def __call__(self, trigger_value: Any, *, reason: str) -> Invocation:
+    def __call__(self, trigger_value: Any, *, reason: str, retry: RetryState | None = None) -> Invocation:
         invocation_id = str(uuid.uuid4())
         kwargs: dict[str, Any] = {self._trigger_name: trigger_value}
         outs: dict[str, OutValue[Any]] = {name: OutValue() for name in self._out_parameters}
         kwargs.update(outs)
         if self._takes_context:
-            kwargs["context"] = LocalContext(self.name, invocation_id)
+            kwargs["context"] = LocalContext(self.name, invocation_id, retry)
         started = time.perf_counter()
         try:
             returned = self._user_function(**kwargs)

@@ -9,6 +9,10 @@ suspended, or the machine overloaded), or, at startup, the schedule status recor
 occurrence was missed while the host was down (the real host's `useMonitor`). Occurrences missed while a long
 invocation ran are skipped, as on the real host. The schedule status lives in a `ScheduleStatusStore`: in memory
 by default, so only a host restarted within one process (the tests) sees the previous run's status.
+
+With a retry policy (`@app.retry`, `localhost.retry`), a failed invocation is retried with the same `past_due`, up to
+`max_retry_count` times with the policy's delays, before the next occurrence is scheduled; occurrences that pass in
+the meantime are skipped, as for a long invocation.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from core.clock import Clock, utc_now
 from core.models import format_timestamp
 from localhost.app_settings import AppSettings, BindingConfigError
 from localhost.invocation import FunctionInvoker
+from localhost.retry import RetryPolicy, RetryWaitInterrupted, call_with_retries
 
 log = logging.getLogger("localhost.timers")
 
@@ -110,9 +115,11 @@ class TimerListener:
         clock: Clock = utc_now,
         sleep: Sleep | None = None,
         status_store: ScheduleStatusStore | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.binding = binding
         self._invoker = invoker
+        self._retry = retry
         self._clock = clock
         self._stop = threading.Event()
         self._sleep: Sleep = sleep or self._stop.wait
@@ -154,13 +161,18 @@ class TimerListener:
         name = self.binding.function_name
         if past_due:
             log.warning("Timer %s is past due: its occurrence at %s runs late", name, format_timestamp(scheduled))
-        request = TimerRequest(
-            past_due=past_due,
-            schedule_status=self._schedule_status_json(),
-            schedule={"AdjustForDST": True},
-        )
+        status = self._schedule_status_json()
         try:
-            self._invoker(request, reason=f"Timer fired at {format_timestamp(self._clock())}")
+            call_with_retries(
+                self._invoker,
+                lambda: TimerRequest(past_due=past_due, schedule_status=status, schedule={"AdjustForDST": True}),
+                name=name,
+                reason=f"Timer fired at {format_timestamp(self._clock())}",
+                policy=self._retry,
+                wait=self._sleep,
+            )
+        except RetryWaitInterrupted:
+            log.info("Timer %s stopped while waiting to retry", name)
         except Exception:  # the next occurrence still fires, as on the real host
             log.exception("Timer function %s failed", name)
         finally:

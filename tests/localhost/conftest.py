@@ -35,6 +35,7 @@ def app_settings(settings: Settings) -> dict[str, str]:
     values.update(
         PROBE_QUEUE=f"probe-{uuid.uuid4().hex[:12]}",
         FEED_PROBE_QUEUE=f"feed-probe-{uuid.uuid4().hex[:12]}",
+        QUEUE_PROBE_QUEUE=f"queue-probe-{uuid.uuid4().hex[:12]}",
         TIMER_PROBE_SCHEDULE="* * * * * *",
     )
     return values

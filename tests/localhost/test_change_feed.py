@@ -17,8 +17,10 @@ from core.cosmos.client import make_cosmos_client
 from core.settings import Settings
 from localhost.app_settings import AppSettings, BindingConfigError, CosmosConnection
 from localhost.change_feed import ChangeFeedListener, CosmosTriggerBinding
+from localhost.indexing import IndexedFunction
 from localhost.invocation import FunctionInvoker
-from localhost.probe_app import FEED, FEED_POLL_DELAY_MS
+from localhost.probe_app import FEED, FEED_POLL_DELAY_MS, RETRY_FEED
+from localhost.retry import RetryPolicy, RetryState
 from tests.localhost.conftest import probe_functions
 
 FEED_PROBE = "localhost.probe_app"
@@ -246,3 +248,113 @@ def test_the_functions_queue_output_gets_each_batch(
     queue = QueueClient.from_connection_string(app_settings["AzureWebJobsStorage"], app_settings["FEED_PROBE_QUEUE"])
     (message,) = list(queue.receive_messages())
     assert json.loads(base64.b64decode(message.content)) == [f"{run}-a", f"{run}-b"]
+
+
+@pytest.fixture
+def retry_function() -> IndexedFunction:
+    (function,) = probe_functions(FEED_PROBE, "retry_feed_probe")
+    return function
+
+
+def retry_calls(run: str) -> list[dict[str, Any]]:
+    return [call for _, call in RETRY_FEED.entries() if call["batch"] and call["batch"][0].get("run") == run]
+
+
+def lease_token(database: DatabaseProxy, binding: CosmosTriggerBinding) -> str:
+    leases = database.get_container_client(binding.lease_container)
+    return str(leases.read_item(binding.lease_id, binding.lease_id)["ContinuationToken"])
+
+
+def observed(invoker: FunctionInvoker, before_each_call: Any) -> FunctionInvoker:
+    def call(value: Any, *, reason: str, retry: RetryState | None = None) -> Any:
+        before_each_call()
+        return invoker(value, reason=reason, retry=retry)
+
+    return cast(FunctionInvoker, call)
+
+
+def test_a_retry_policy_calls_again_with_the_same_batch_before_the_checkpoint_moves(
+    container: ContainerProxy,
+    binding: CosmosTriggerBinding,
+    retry_function: IndexedFunction,
+    app_settings: dict[str, str],
+    database: DatabaseProxy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert retry_function.retry == RetryPolicy("fixed_delay", 2, delay_interval=0)
+    binding = replace(binding, function_name=retry_function.name)
+    run = uuid.uuid4().hex
+    write(container, run, "first")
+    leases_seen: list[str] = []
+    invoker = FunctionInvoker(retry_function, AppSettings(app_settings))
+    watching = observed(invoker, lambda: leases_seen.append(lease_token(database, binding)))
+    listener = ChangeFeedListener(binding, invoker, retry=retry_function.retry)
+    listener.open()
+    assert listener.poll_once() == 1  # "first" succeeds: the lease is now after it
+    before = lease_token(database, binding)
+    write(container, run, "bad", failTries=99, nested={"n": 1})
+    listener = ChangeFeedListener(binding, watching, retry=retry_function.retry)
+    listener.open()
+    with caplog.at_level(logging.WARNING):
+        assert listener.poll_once() == 1
+    calls = [call for call in retry_calls(run) if call["batch"][0]["id"] == f"{run}-bad"]
+    assert [call["retry_count"] for call in calls] == [0, 1, 2]  # the first call and max_retry_count retries
+    assert {call["max_retry_count"] for call in calls} == {2}
+    failures = ["retry_feed_probe fails try 0", "retry_feed_probe fails try 1"]
+    assert [call["previous"] for call in calls] == [None, *failures]
+    assert calls[1]["batch"] == calls[0]["batch"] == calls[2]["batch"]  # the same batch, unchanged by earlier calls
+    assert calls[2]["batch"][0]["nested"] == {"n": 1}
+    assert leases_seen == [before, before, before]  # the lease waited for the retries
+    assert lease_token(database, binding) != before  # and then advanced, the batch failed for good
+    (failure,) = [r for r in caplog.records if r.levelno == logging.ERROR and "FAILED" in r.getMessage()]
+    assert "and 2 retries; the checkpoint advances and the batch will NOT be retried" in failure.getMessage()
+    waits = [r.getMessage() for r in caplog.records if "before retrying function execution" in r.getMessage()]
+    assert len(waits) == 2
+    restarted = ChangeFeedListener(binding, invoker, retry=retry_function.retry)
+    restarted.open()
+    assert restarted.poll_once() == 0
+
+
+def test_a_batch_that_succeeds_on_a_retry_is_delivered_once_and_not_lost(
+    container: ContainerProxy,
+    binding: CosmosTriggerBinding,
+    retry_function: IndexedFunction,
+    app_settings: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    binding = replace(binding, function_name=retry_function.name)
+    run = uuid.uuid4().hex
+    write(container, run, "a", "b", failTries=1)
+    listener = ChangeFeedListener(
+        binding, FunctionInvoker(retry_function, AppSettings(app_settings)), retry=retry_function.retry
+    )
+    listener.open()
+    with caplog.at_level(logging.ERROR):
+        assert listener.poll_once() == 2
+    assert [call["retry_count"] for call in retry_calls(run)] == [0, 1]
+    assert not [r for r in caplog.records if r.levelno == logging.ERROR]
+    queue = QueueClient.from_connection_string(app_settings["AzureWebJobsStorage"], app_settings["FEED_PROBE_QUEUE"])
+    (message,) = list(queue.receive_messages())  # the output binding of the call that succeeded, only
+    assert json.loads(base64.b64decode(message.content)) == [f"{run}-a", f"{run}-b"]
+
+
+def test_a_stop_while_waiting_to_retry_leaves_the_lease_so_a_restart_delivers_the_batch_again(
+    container: ContainerProxy,
+    binding: CosmosTriggerBinding,
+    retry_function: IndexedFunction,
+    app_settings: dict[str, str],
+    listeners: list[ChangeFeedListener],
+) -> None:
+    binding = replace(binding, function_name=retry_function.name)
+    invoker = FunctionInvoker(retry_function, AppSettings(app_settings))
+    run = uuid.uuid4().hex
+    write(container, run, "slow", failTries=99)
+    waiting = ChangeFeedListener(binding, invoker, retry=RetryPolicy("fixed_delay", 3, delay_interval=3600))
+    waiting.start()
+    listeners.append(waiting)
+    RETRY_FEED.wait_for(lambda _: retry_calls(run))  # the first call failed; an hour's wait for its retry began
+    waiting.stop()
+    restarted = ChangeFeedListener(binding, invoker, retry=RetryPolicy("fixed_delay", 0, delay_interval=0))
+    restarted.open()
+    assert restarted.poll_once() == 1
+    assert [call["retry_count"] for call in retry_calls(run)] == [0, 0]

@@ -1,4 +1,5 @@
-"""Timer trigger functions: NCRONTAB schedules with seconds, %SETTING% schedules, runOnStartup, past_due.
+"""Timer trigger functions: NCRONTAB schedules with seconds, %SETTING% schedules, runOnStartup, past_due, and
+retry policies.
 
 Most tests drive `TimerListener.run()` on the test thread with a fake clock whose sleep advances time, so no
 test waits for a schedule; one test runs a real timer thread through the host.
@@ -16,6 +17,7 @@ from localhost.app_settings import AppSettings, BindingConfigError
 from localhost.indexing import index_functions
 from localhost.invocation import FunctionInvoker
 from localhost.probe_app import TIMER
+from localhost.retry import RetryPolicy
 from localhost.timers import InMemoryScheduleStatusStore, NcrontabSchedule, ScheduleStatus, TimerBinding, TimerListener
 from tests.localhost.conftest import StartHost, probe_functions
 
@@ -32,7 +34,9 @@ class FakeTime:
     oversleep: list[float] = field(default_factory=list)  # extra seconds added to the next sleeps, one each
     work_seconds: float = 0.0  # how long each invocation takes
     fail: bool = False
+    fail_calls: int = 0  # so many calls raise before one succeeds (flaky_tick)
     fired: list[tuple[datetime, bool]] = field(default_factory=list)
+    retry_counts: list[int] = field(default_factory=list)
 
     def clock(self) -> datetime:
         return self.now
@@ -57,6 +61,20 @@ def tick(timer: func.TimerRequest) -> None:
 
 
 (TICK,) = index_functions(app)
+retry_app = func.FunctionApp()
+
+
+@retry_app.retry(strategy="fixed_delay", max_retry_count="2", delay_interval="00:00:03")
+@retry_app.timer_trigger(arg_name="timer", schedule=EVERY_TEN_SECONDS)
+def flaky_tick(timer: func.TimerRequest, context: func.Context) -> None:
+    FAKE.fired.append((FAKE.now, timer.past_due))
+    FAKE.retry_counts.append(context.retry_context.retry_count)
+    if FAKE.fail or FAKE.fail_calls > 0:
+        FAKE.fail_calls -= 1
+        raise RuntimeError("flaky_tick failed")
+
+
+(FLAKY_TICK,) = index_functions(retry_app)
 
 
 @pytest.fixture
@@ -67,11 +85,23 @@ def fake() -> FakeTime:
 
 
 def run_listener(
-    fake: FakeTime, *, run_on_startup: bool = False, store: InMemoryScheduleStatusStore | None = None
+    fake: FakeTime,
+    *,
+    run_on_startup: bool = False,
+    store: InMemoryScheduleStatusStore | None = None,
+    retry: RetryPolicy | None = None,
 ) -> list[tuple[str, bool]]:
-    binding = TimerBinding("tick", NcrontabSchedule(EVERY_TEN_SECONDS), run_on_startup=run_on_startup, use_monitor=True)
+    function = TICK if retry is None else FLAKY_TICK
+    binding = TimerBinding(
+        function.name, NcrontabSchedule(EVERY_TEN_SECONDS), run_on_startup=run_on_startup, use_monitor=True
+    )
     listener = TimerListener(
-        binding, FunctionInvoker(TICK, AppSettings({})), clock=fake.clock, sleep=fake.sleep, status_store=store
+        binding,
+        FunctionInvoker(function, AppSettings({})),
+        clock=fake.clock,
+        sleep=fake.sleep,
+        status_store=store,
+        retry=retry,
     )
     listener.run()
     return [(f"{moment:%M:%S}", past_due) for moment, past_due in fake.fired]
@@ -139,6 +169,45 @@ def test_a_failing_timer_function_is_logged_and_keeps_its_schedule(
     with caplog.at_level(logging.ERROR):
         assert run_listener(fake) == [("00:10", False), ("00:20", False), ("00:30", False)]
     assert sum("Timer function tick failed" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_a_retry_policy_calls_a_failed_timer_function_again_before_the_next_occurrence(fake: FakeTime) -> None:
+    assert FLAKY_TICK.retry == RetryPolicy("fixed_delay", 2, delay_interval=3)
+    fake.limit = 4
+    fake.fail_calls = 2  # the :10 occurrence fails twice, then succeeds on its second retry
+    assert run_listener(fake, retry=FLAKY_TICK.retry) == [
+        ("00:10", False),
+        ("00:13", False),
+        ("00:16", False),
+        ("00:20", False),
+    ]
+    assert fake.retry_counts == [0, 1, 2, 0]
+
+
+def test_when_the_retries_are_spent_the_failure_is_logged_and_the_schedule_goes_on(
+    fake: FakeTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.limit = 4
+    fake.fail = True
+    with caplog.at_level(logging.WARNING):
+        assert run_listener(fake, retry=FLAKY_TICK.retry)[:4] == [
+            ("00:10", False),
+            ("00:13", False),
+            ("00:16", False),
+            ("00:20", False),
+        ]
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("all 2 retries have been exhausted" in m for m in messages) == 1
+    assert sum("Timer function flaky_tick failed" in m for m in messages) == 1
+    first_retry = "before retrying function execution. Next attempt: '1'. Max retry count: '2'"
+    assert sum(first_retry in m for m in messages) == 2  # the :10 occurrence's, and the :20 one's (stopped in its wait)
+
+
+def test_occurrences_that_pass_while_retrying_are_skipped(fake: FakeTime) -> None:
+    fake.fail_calls = 1
+    policy = RetryPolicy("fixed_delay", 2, delay_interval=15)  # the :10 occurrence is retried at :25
+    assert run_listener(fake, retry=policy) == [("00:10", False), ("00:25", False), ("00:30", False)]
+    assert fake.retry_counts == [0, 1, 0]
 
 
 def test_a_real_timer_thread_fires_every_second_and_stops_promptly(start_host: StartHost) -> None:
