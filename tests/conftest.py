@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from core.bootstrap import Runtime, set_runtime
 from core.settings import Settings
@@ -16,6 +17,10 @@ from localhost.stack import make_settings
 from tests.support.app import TEST_AUDIENCE, TEST_TENANT, FunctionCaller, InstallRuntime, Tokens
 from tests.support.services import RunningService, start_azurite, start_cosmos
 from tests.support.tokens import JwksServer, SigningKey, TokenFactory
+
+# Speed is measured by bench/, never asserted: on a loaded 2-core machine a per-example deadline only flakes.
+hypothesis_settings.register_profile("suite", deadline=None)
+hypothesis_settings.load_profile("suite")
 
 
 @pytest.fixture(scope="session")
