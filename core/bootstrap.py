@@ -30,6 +30,7 @@ from core.health import Probe
 from core.queues import MessageQueue, StorageQueue
 from core.services import Deps
 from core.services.projection import FeedDeps
+from core.services.sweep import SweepDeps
 from core.settings import Settings, get_settings
 from core.timer_rules import ReminderPolicy
 
@@ -137,6 +138,15 @@ class Runtime:
     def feed_deps(self) -> FeedDeps:
         return FeedDeps(
             store=self.store, views=self.views, queue=self.notifications, policy=self.policy, clock=self.clock
+        )
+
+    def sweep_deps(self) -> SweepDeps:
+        return SweepDeps(
+            store=self.store,
+            views=self.views,
+            policy=self.policy,
+            clock=self.clock,
+            max_seconds=self.settings.sweep_max_seconds,
         )
 
     @property

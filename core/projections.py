@@ -119,8 +119,11 @@ def _entry(kind: ViewKind, pk: str, document: AssignmentDocument, public: dict[s
     )
 
 
-def view_entries(document: AssignmentDocument, policy: ReminderPolicy) -> list[ViewEntry]:
-    """Every entry the assignment implies, as stored now."""
+def view_entries(
+    document: AssignmentDocument, policy: ReminderPolicy, *, now: datetime | None = None
+) -> list[ViewEntry]:
+    """Every entry the assignment implies, as stored now. A due action already past when it is projected
+    (`now`) is filed in the current hour's bucket, never behind the sweep's cursor."""
     public = document.public_json()
     tenant = document.tenant_id
     entries = [
@@ -133,7 +136,7 @@ def view_entries(document: AssignmentDocument, policy: ReminderPolicy) -> list[V
         entries.append(_entry(ViewKind.CANDIDATES, candidates_pk(tenant), document, public))
     due_at = next_action_at(document, policy)
     if due_at is not None:
-        pk = due_pk(due_bucket(due_at))
+        pk = due_pk(due_bucket(due_at if now is None else max(due_at, now)))
         entries.append(
             ViewEntry(
                 ViewKey(pk, f"{tenant}|{document.id}"),

@@ -132,6 +132,14 @@ class ViewQuery:
     reader: str | None = None
 
 
+@dataclass(frozen=True)
+class SweepState:
+    """The sweep's cursor: the oldest due bucket that may still hold entries."""
+
+    cursor: str | None
+    etag: str | None = None
+
+
 class ViewStore(Protocol):
     """The views container: denormalized lists the change feed keeps, each partition one list."""
 
@@ -165,6 +173,12 @@ class ViewStore(Protocol):
 
     def scan(self, *, continuation_token: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """Every view entry and record, a page at a time (for rebuilds and audits; cross-partition)."""
+        ...
+
+    def read_sweep_state(self) -> SweepState | None: ...
+
+    def save_sweep_state(self, state: SweepState) -> None:
+        """Conditional on the ETag read; a sweep that lost the race leaves the other's cursor."""
         ...
 
     def was_sent(self, pk: str, event_id: str) -> bool: ...

@@ -14,7 +14,7 @@ from triggers.http_support import allowed_methods, problem_boundary
 
 bp = func.Blueprint()
 
-PREFIXES = ("assignments", "users", "health", "targets")
+PREFIXES = ("assignments", "users", "health", "targets", "ops")
 
 
 def _register_not_found_under(prefix: str) -> None:

@@ -15,9 +15,11 @@ from core.errors import ConcurrencyConflict
 from core.hygiene import format_timestamp
 from core.projections import DOC_TYPE_PROJECTION, DOC_TYPE_VIEW
 from core.rules import ACTIVE_STATUSES
-from core.store import Projection, ViewQuery
+from core.store import Projection, SweepState, ViewQuery
 
 DOC_TYPE_SENT = "sent"
+SWEEP_STATE_PK = "sweep"
+SWEEP_STATE_ID = "state"
 
 
 class CosmosViewStore:
@@ -145,6 +147,26 @@ class CosmosViewStore:
             items = list(next(pages, []))
             token = pages.continuation_token
         return items, token or None
+
+    # --- the sweep's cursor ---------------------------------------------------------------------------------
+
+    def read_sweep_state(self) -> SweepState | None:
+        body = read_or_none(self._container, SWEEP_STATE_ID, SWEEP_STATE_PK)
+        return None if body is None else SweepState(cursor=body.get("cursor"), etag=body["_etag"])
+
+    def save_sweep_state(self, state: SweepState) -> None:
+        body = {"id": SWEEP_STATE_ID, "pk": SWEEP_STATE_PK, "docType": "sweepState", "cursor": state.cursor}
+        try:
+            with self._errors(on_conflict=ConcurrencyConflict("another sweep saved its cursor")):
+                if state.etag is None:
+                    self._container.create_item(body)
+                else:
+                    self._container.replace_item(
+                        SWEEP_STATE_ID, body, etag=state.etag, match_condition=MatchConditions.IfNotModified
+                    )
+        except ConcurrencyConflict:
+            # Overlapping sweeps: the other one's cursor is as good; the next sweep starts from it.
+            return
 
     # --- notifications sent -------------------------------------------------------------------------------
 

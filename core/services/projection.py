@@ -75,7 +75,7 @@ def project(document: AssignmentDocument, deps: FeedDeps, *, force: bool = False
     record = deps.views.read_projection(pk, document.id)
     if record is not None and (record.version > document.version or (record.version == document.version and not force)):
         return False
-    entries = view_entries(document, deps.policy)
+    entries = view_entries(document, deps.policy, now=deps.clock())
     keys = frozenset((entry.key.pk, entry.key.id) for entry in entries)
     for entry in entries:
         deps.views.upsert(entry.key.pk, entry.body)
@@ -229,7 +229,7 @@ def _implied_now(entry: Mapping[str, Any], deps: FeedDeps, key: ViewKey) -> bool
     document = deps.store.read(str(entry["tenantId"]), str(entry["assignmentId"]))
     if document is None:
         return False
-    return any(candidate.key == key for candidate in view_entries(document, deps.policy))
+    return any(candidate.key == key for candidate in view_entries(document, deps.policy, now=deps.clock()))
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,14 @@ EXPECTED_HTTP_ROUTES = {
     "summarize_assignments": ("assignments/summary", ["GET"]),
     "list_roster": ("targets/{targetType}/{targetId}/assignments", ["GET"]),
     "summarize_roster": ("targets/{targetType}/{targetId}/summary", ["GET"]),
+    "run_sweep": ("ops/sweep", ["POST"]),
     "txn_assign": ("workspaces/secure/api/v1/txn/assign", ["POST"]),
     "txn_unassign": ("workspaces/secure/api/v1/txn/unassign", ["POST"]),
     "health": ("health", ["GET"]),
 }
 
 # Triggers other than HTTP, by function name.
-OTHER_TRIGGERS = {"project_changes": "cosmosDBTrigger", "retry_changes": "queueTrigger"}
+OTHER_TRIGGERS = {"project_changes": "cosmosDBTrigger", "retry_changes": "queueTrigger", "sweep_due": "timerTrigger"}
 
 
 def test_function_app_has_exactly_one_function_app() -> None:
@@ -47,6 +48,7 @@ def test_every_function_passes_the_workers_checks() -> None:
         "users_not_found",
         "health_not_found",
         "targets_not_found",
+        "ops_not_found",
     }
     assert set(functions) == set(EXPECTED_HTTP_ROUTES) | catch_alls | set(OTHER_TRIGGERS)
     for name, kind in OTHER_TRIGGERS.items():
