@@ -3,10 +3,12 @@ boundary that turns any error into the route's documented error body."""
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,6 +109,9 @@ def json_body(req: func.HttpRequest, *, content_types: tuple[str, ...] = JSON_TY
 def authenticate(req: func.HttpRequest, *, allow_reporter: bool = False) -> tuple[Principal, Runtime]:
     runtime = get_runtime()
     principal = runtime.authenticate(req.headers.get("authorization"))
+    record = _current.get()
+    if record is not None:
+        record.principal = principal
     require_access(principal, allow_reporter=allow_reporter)
     return principal, runtime
 
@@ -166,14 +171,57 @@ def json_response(body: object, *, status: int = 200) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
 
 
-def _boundary(render: Callable[[BaseException, func.HttpRequest], func.HttpResponse]) -> Callable[[Handler], Handler]:
+@dataclass
+class RequestRecord:
+    """What the one log line of a request says; filled in as the request goes."""
+
+    route: str
+    trace_id: str
+    principal: Principal | None = None
+
+
+_current: contextvars.ContextVar[RequestRecord | None] = contextvars.ContextVar("request", default=None)
+
+
+def current_trace_id(req: func.HttpRequest) -> str:
+    record = _current.get()
+    return record.trace_id if record is not None else trace_id_of(req)
+
+
+def _log_request(req: func.HttpRequest, record: RequestRecord, status: int, started: float) -> None:
+    """One structured line per request: route, status, duration, the trace id the response carries, the
+    assignment and the caller's tenant and user key (never a token)."""
+    principal = record.principal
+    line = {
+        "route": record.route,
+        "status": status,
+        "durationMs": round((time.perf_counter() - started) * 1000, 2),
+        "traceId": record.trace_id,
+        "assignmentId": req.route_params.get("id"),
+        "tenantId": principal.tid if principal else None,
+        "userKey": principal.oid if principal else None,
+    }
+    log.info("request %s", json.dumps(line, separators=(",", ":")), extra={"request": line})
+
+
+def _boundary(
+    route: str, render: Callable[[BaseException, func.HttpRequest], func.HttpResponse]
+) -> Callable[[Handler], Handler]:
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+            record = RequestRecord(route=route, trace_id=trace_id_of(req))
+            token = _current.set(record)
+            started = time.perf_counter()
             try:
-                return handler(req)
+                response = handler(req)
             except Exception as error:  # noqa: BLE001 - this is the boundary; the table decides
-                return render(error, req)
+                response = render(error, req)
+            finally:
+                _current.reset(token)
+            response.headers["X-Trace-Id"] = record.trace_id
+            _log_request(req, record, response.status_code, started)
+            return response
 
         return wrapper
 
@@ -183,9 +231,9 @@ def _boundary(render: Callable[[BaseException, func.HttpRequest], func.HttpRespo
 def problem_boundary(route: str) -> Callable[[Handler], Handler]:
     """Any error raised by the handler becomes a problem+json response; unknown ones a 500 with an
     error-log id and nothing internal."""
-    return _boundary(lambda error, req: problem_response(error, trace_id=trace_id_of(req), route=route))
+    return _boundary(route, lambda error, req: problem_response(error, trace_id=current_trace_id(req), route=route))
 
 
 def txn_boundary(route: str) -> Callable[[Handler], Handler]:
     """The txn routes' boundary: the seed's `{errorKey, error}` body instead of problem+json."""
-    return _boundary(lambda error, _req: txn_error_response(error, route=route))
+    return _boundary(route, lambda error, _req: txn_error_response(error, route=route))
