@@ -1,0 +1,1 @@
+"""Operators' commands: `python -m ops --help`."""
