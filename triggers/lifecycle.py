@@ -1,5 +1,7 @@
 """HTTP triggers for an assignment's lifecycle: progress events, complete, reject, cancel, reassign,
-delegate and edit (PATCH). Each runs one use case through `run_use_case`."""
+delegate and edit (PATCH). Each runs one use case through `run_use_case`; the table is the API."""
+
+from dataclasses import dataclass
 
 import azure.functions as func
 
@@ -9,38 +11,54 @@ from triggers.http_support import JSON_TYPES, MERGE_PATCH_TYPES, http_function, 
 bp = func.Blueprint()
 
 
-@http_function(bp, "post_progress_event", func.HttpMethod.POST, "assignments/{id}/events")
-def post_progress_event(req: func.HttpRequest) -> func.HttpResponse:
-    return run_use_case(req, services.record_event, allow_reporter=True)
-
-
-@http_function(bp, "complete_assignment", func.HttpMethod.POST, "assignments/{id}/complete")
-def complete_assignment(req: func.HttpRequest) -> func.HttpResponse:
-    return run_use_case(req, services.complete_assignment, body_optional=True)
-
-
-@http_function(bp, "reject_assignment", func.HttpMethod.POST, "assignments/{id}/reject")
-def reject_assignment(req: func.HttpRequest) -> func.HttpResponse:
-    return run_use_case(req, services.reject_assignment, body_optional=True)
-
-
-@http_function(bp, "cancel_assignment", func.HttpMethod.POST, "assignments/{id}/cancel")
-def cancel_assignment(req: func.HttpRequest) -> func.HttpResponse:
-    return run_use_case(req, services.cancel_assignment, body_optional=True)
-
-
-@http_function(bp, "reassign_assignment", func.HttpMethod.POST, "assignments/{id}/reassign")
-def reassign_assignment(req: func.HttpRequest) -> func.HttpResponse:
-    return run_use_case(req, services.reassign_assignment)
-
-
-@http_function(bp, "delegate_assignment", func.HttpMethod.POST, "assignments/{id}/delegate")
-def delegate_assignment(req: func.HttpRequest) -> func.HttpResponse:
+@dataclass(frozen=True)
+class LifecycleRoute:
+    function_name: str
+    # The last segment of `assignments/{id}/{action}`; none for PATCH `assignments/{id}`.
+    action: str | None
+    use_case: services.UseCase
+    method: func.HttpMethod = func.HttpMethod.POST
+    body_types: tuple[str, ...] = JSON_TYPES
+    body_optional: bool = False
+    allow_reporter: bool = False
     # A repeated delegation (200) points at the one successor too, not only the first (201).
-    return run_use_case(req, services.delegate_assignment, always_locate=True)
+    always_locate: bool = False
+
+    @property
+    def template(self) -> str:
+        return "assignments/{id}" + (f"/{self.action}" if self.action else "")
 
 
-@http_function(bp, "edit_assignment", func.HttpMethod.PATCH, "assignments/{id}")
-def edit_assignment(req: func.HttpRequest) -> func.HttpResponse:
+ROUTES = (
+    LifecycleRoute("post_progress_event", "events", services.record_event, allow_reporter=True),
+    LifecycleRoute("complete_assignment", "complete", services.complete_assignment, body_optional=True),
+    LifecycleRoute("reject_assignment", "reject", services.reject_assignment, body_optional=True),
+    LifecycleRoute("cancel_assignment", "cancel", services.cancel_assignment, body_optional=True),
+    LifecycleRoute("reassign_assignment", "reassign", services.reassign_assignment),
+    LifecycleRoute("delegate_assignment", "delegate", services.delegate_assignment, always_locate=True),
     # RFC 7396 merge patch; plain JSON is read the same way, as clients often send it.
-    return run_use_case(req, services.edit_assignment, body_types=MERGE_PATCH_TYPES + JSON_TYPES)
+    LifecycleRoute(
+        "edit_assignment",
+        None,
+        services.edit_assignment,
+        method=func.HttpMethod.PATCH,
+        body_types=MERGE_PATCH_TYPES + JSON_TYPES,
+    ),
+)
+
+
+def _register(route: LifecycleRoute) -> None:
+    @http_function(bp, route.function_name, route.method, route.template)
+    def handle(req: func.HttpRequest) -> func.HttpResponse:
+        return run_use_case(
+            req,
+            route.use_case,
+            body_types=route.body_types,
+            body_optional=route.body_optional,
+            allow_reporter=route.allow_reporter,
+            always_locate=route.always_locate,
+        )
+
+
+for _route in ROUTES:
+    _register(_route)

@@ -5,10 +5,14 @@ to the one loop (`pipeline.run_write`)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from core import aggregate
+from core.aggregate import Context, Decision
 from core.models import (
+    AssignmentDocument,
     CancelRequest,
     CompleteRequest,
     DelegateRequest,
@@ -36,22 +40,28 @@ def record_event(command: Command, deps: Deps) -> Outcome:
     return run_write(deps, command, route=route, operation=operation, needs=Needs(marker_id=marker_id))
 
 
+def _with_optional_body(
+    command: Command,
+    deps: Deps,
+    route: str,
+    model: type[CompleteRequest] | type[RejectRequest] | type[CancelRequest],
+    operation: Callable[[AssignmentDocument, Context, Any], Decision],
+) -> Outcome:
+    """The writes whose body is optional and whose decision needs nothing looked up."""
+    request = parse_write(command, deps, route, lambda body: parse_model(model, _optional(body)))
+    return run_write(deps, command, route=route, operation=lambda document, ctx: operation(document, ctx, request))
+
+
 def complete_assignment(command: Command, deps: Deps) -> Outcome:
-    route = "completeAssignment"
-    request = parse_write(command, deps, route, lambda body: parse_model(CompleteRequest, _optional(body)))
-    return run_write(deps, command, route=route, operation=partial(aggregate.complete, _request=request))
+    return _with_optional_body(command, deps, "completeAssignment", CompleteRequest, aggregate.complete)
 
 
 def reject_assignment(command: Command, deps: Deps) -> Outcome:
-    route = "rejectAssignment"
-    request = parse_write(command, deps, route, lambda body: parse_model(RejectRequest, _optional(body)))
-    return run_write(deps, command, route=route, operation=partial(aggregate.reject, request=request))
+    return _with_optional_body(command, deps, "rejectAssignment", RejectRequest, aggregate.reject)
 
 
 def cancel_assignment(command: Command, deps: Deps) -> Outcome:
-    route = "cancelAssignment"
-    request = parse_write(command, deps, route, lambda body: parse_model(CancelRequest, _optional(body)))
-    return run_write(deps, command, route=route, operation=partial(aggregate.cancel, request=request))
+    return _with_optional_body(command, deps, "cancelAssignment", CancelRequest, aggregate.cancel)
 
 
 def reassign_assignment(command: Command, deps: Deps) -> Outcome:

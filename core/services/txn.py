@@ -17,10 +17,12 @@ one loop, which reads the task once and writes conditionally on the ETag it read
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 
 from core import aggregate
+from core.aggregate import Context, Decision
 from core.errors import (
     InvalidAssignAttribute,
     InvalidRequest,
@@ -28,7 +30,7 @@ from core.errors import (
     SubmitKeyNotSpecified,
     UserKeyNotSpecified,
 )
-from core.models import TxnAssignRequest, TxnUnassignRequest
+from core.models import AssignmentDocument, TxnAssignRequest, TxnUnassignRequest
 from core.services.pipeline import Command, Deps, Needs, Outcome, idempotent_request, run_write
 
 ROUTE_ASSIGN = "txnAssign"
@@ -77,28 +79,28 @@ def parse_unassign_request(body: object) -> TxnUnassignRequest:
     return TxnUnassignRequest(submit_key=submit_key)
 
 
+def _run_on_task(
+    command: Command,
+    deps: Deps,
+    route: str,
+    submit_key: str,
+    operation: Callable[[AssignmentDocument, Context], Decision],
+    needs: Needs | None = None,
+) -> Outcome:
+    # The route's path names no task: a key is the caller's on the route, whatever submitKey it carries.
+    task = replace(command, assignment_id=submit_key)
+    return run_write(deps, task, route=route, operation=operation, key_scope="", needs=needs or Needs())
+
+
 def assign_task(command: Command, deps: Deps) -> Outcome:
     """The assignment id is the body's `submitKey`; the header's key is validated before the body."""
     idempotent_request(command, ROUTE_ASSIGN)
     request = parse_assign_request(command.body)
-    return run_write(
-        deps,
-        replace(command, assignment_id=request.submit_key),
-        route=ROUTE_ASSIGN,
-        operation=partial(aggregate.assign, user_key=request.user_key),
-        key_scope="",
-        needs=Needs(user_by_key=request.user_key),
-    )
+    operation = partial(aggregate.assign, user_key=request.user_key)
+    return _run_on_task(command, deps, ROUTE_ASSIGN, request.submit_key, operation, Needs(user_by_key=request.user_key))
 
 
 def unassign_task(command: Command, deps: Deps) -> Outcome:
     idempotent_request(command, ROUTE_UNASSIGN)
     request = parse_unassign_request(command.body)
-    return run_write(
-        deps,
-        replace(command, assignment_id=request.submit_key),
-        route=ROUTE_UNASSIGN,
-        operation=aggregate.unassign,
-        # The route's path names no task: a key is the caller's on the route, whatever submitKey it carries.
-        key_scope="",
-    )
+    return _run_on_task(command, deps, ROUTE_UNASSIGN, request.submit_key, aggregate.unassign)
