@@ -298,9 +298,14 @@ class AssignmentDocument(AssignmentFields):
         """The JSON body to write; system properties are Cosmos's to set. It is validated as the read side
         will read it, so nothing that could not be read back is ever stored (a bug here is a 500 that
         writes nothing, never a poisoned document)."""
+        return self.to_cosmos_and_back()[0]
+
+    def to_cosmos_and_back(self) -> tuple[dict[str, Any], AssignmentDocument]:
+        """`to_cosmos`, and the document that validating it gave: the body as a read will give it back,
+        but for the system properties. A write answers with it, instead of validating Cosmos's echo of
+        the same body a second time."""
         body = self.model_dump(mode="json", by_alias=True, exclude={"ts", "etag"})
-        AssignmentDocument.model_validate(body)
-        return body
+        return body, AssignmentDocument.model_validate(body)
 
 
 def root_id_of(assignment_id: str) -> str:
