@@ -47,6 +47,7 @@ from core.models import (
     RejectRequest,
     Status,
     check_schedule_and_score,
+    deep_copy,
     partition_key_of,
 )
 from core.rules import (
@@ -166,7 +167,7 @@ def _guard(document: AssignmentDocument, ctx: Context, *, may: bool, who: str) -
 
 def _next_version(document: AssignmentDocument, ctx: Context, actor: str | None = None) -> AssignmentDocument:
     """A copy of the document as the next version, stamped with who changed it and when."""
-    new = document.model_copy(deep=True)
+    new: AssignmentDocument = deep_copy(document)
     new.version += 1
     new.outbox = [event for event in new.outbox if event.version > new.version - OUTBOX_VERSIONS_KEPT]
     new.updated_at = ctx.now
