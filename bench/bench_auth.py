@@ -45,6 +45,48 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(samples), statistics.quantiles(samples, n=100)[98]
 
 
+def compare_validation(
+    validate: Callable[[str], object],
+    decode: Callable[[str], object],
+    fresh: list[str],
+    repeated: str,
+    *,
+    warmup: int,
+) -> dict[str, tuple[float, float]]:
+    """Validate and bare-decode each fresh token, then the repeated one, alternating call by call; the
+    first `warmup` rounds are not counted. Returns p50/p99 in microseconds by series name."""
+    series: dict[str, list[float]] = {
+        "first seen": [],
+        "bare, first seen": [],
+        "repeated": [],
+        "bare, repeated": [],
+    }
+    gc.collect()
+    for i, token in enumerate(fresh):
+        calls: list[tuple[str, Callable[[], object]]] = [
+            ("first seen", partial(validate, token)),
+            ("bare, first seen", partial(decode, token)),
+            ("repeated", partial(validate, repeated)),
+            ("bare, repeated", partial(decode, repeated)),
+        ]
+        # Rotate which comes first, so no side always runs right after another's cache effects.
+        shift = i % len(calls)
+        for name, call in calls[shift:] + calls[:shift]:
+            elapsed = timed_us(call)
+            if i >= warmup:
+                series[name].append(elapsed)
+    return {name: percentiles(samples) for name, samples in series.items()}
+
+
+def print_comparison(figures: dict[str, tuple[float, float]]) -> None:
+    for name, (p50, p99) in figures.items():
+        print(f"{name:<18} p50 {p50:8.2f} us   p99 {p99:8.2f} us")
+    print()
+    for name, reference in (("first seen", "bare, first seen"), ("repeated", "bare, repeated")):
+        (p50, p99), (ref50, ref99) = figures[name], figures[reference]
+        print(f"{name:<11} / bare decode:  p50 {p50 / ref50:6.3f}   p99 {p99 / ref99:6.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=3000, help="measured iterations (each mints one fresh token)")
@@ -73,38 +115,12 @@ def main() -> None:
             options=OPTIONS,
         )
 
-        series: dict[str, list[float]] = {
-            "first seen": [],
-            "bare, first seen": [],
-            "repeated": [],
-            "bare, repeated": [],
-        }
-        gc.collect()
-        for i, token in enumerate(fresh):
-            calls: list[tuple[str, Callable[[], object]]] = [
-                ("first seen", partial(validator.validate, token)),
-                ("bare, first seen", partial(decode, token)),
-                ("repeated", partial(validator.validate, repeated)),
-                ("bare, repeated", partial(decode, repeated)),
-            ]
-            # Rotate which comes first, so no side always runs right after another's cache effects.
-            shift = i % len(calls)
-            for name, call in calls[shift:] + calls[:shift]:
-                elapsed = timed_us(call)
-                if i >= args.warmup:
-                    series[name].append(elapsed)
-
+        figures = compare_validation(validator.validate, decode, fresh, repeated, warmup=args.warmup)
         print(
             f"Python {platform.python_version()}, PyJWT {jwt.__version__}, cryptography {cryptography.__version__}, "
             f"n={args.n} each, alternating\n"
         )
-        figures = {name: percentiles(samples) for name, samples in series.items()}
-        for name, (p50, p99) in figures.items():
-            print(f"{name:<18} p50 {p50:8.2f} us   p99 {p99:8.2f} us")
-        print()
-        for name, reference in (("first seen", "bare, first seen"), ("repeated", "bare, repeated")):
-            (p50, p99), (ref50, ref99) = figures[name], figures[reference]
-            print(f"{name:<11} / bare decode:  p50 {p50 / ref50:6.3f}   p99 {p99 / ref99:6.3f}")
+        print_comparison(figures)
         ratio = figures["repeated"][0] / figures["bare, repeated"][0]
         print(f"\ntarget: repeated / bare decode under 0.1 at p50: {ratio:.3f}")
     finally:

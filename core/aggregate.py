@@ -47,6 +47,7 @@ from core.models import (
     RejectRequest,
     Status,
     check_schedule_and_score,
+    deep_copy,
     partition_key_of,
 )
 from core.rules import (
@@ -150,7 +151,7 @@ def _guard(document: AssignmentDocument, ctx: Context, *, may: bool, who: str) -
 
 def _next_version(document: AssignmentDocument, ctx: Context, actor: str | None = None) -> AssignmentDocument:
     """A copy of the document as the next version, stamped with who changed it and when."""
-    new = document.model_copy(deep=True)
+    new: AssignmentDocument = deep_copy(document)
     new.version += 1
     new.updated_at = ctx.now
     new.updated_by = actor or ctx.principal.actor

@@ -41,6 +41,15 @@ _ROLE_FILTERS: dict[ListRole, str] = {
 }
 
 
+def _as_stored(stored: AssignmentDocument, echo: dict[str, Any]) -> AssignmentDocument:
+    """The written document as a read would give it. Cosmos stores a body as it was sent and echoes it with
+    its system properties, so the validation of the body before the write (`to_cosmos_and_back`) stands for
+    the echo's: only the ETag and the timestamp are Cosmos's to add."""
+    stored.etag = echo.get("_etag")
+    stored.ts = echo.get("_ts")
+    return stored
+
+
 class CosmosAssignmentStore:
     def __init__(self, container: ContainerProxy) -> None:
         self._container = container
@@ -55,33 +64,37 @@ class CosmosAssignmentStore:
     def create(self, decision: Decision) -> AssignmentDocument:
         document = decision.document
         assert document is not None, "a create always writes its document"
+        body, stored = document.to_cosmos_and_back()
         operations: Sequence[Any] = [
-            ("create", (document.to_cosmos(),)),
+            ("create", (body,)),
             *(("create", (event.to_cosmos(),)) for event in decision.events),
         ]
         with self._errors(on_conflict=DuplicateId(f"An assignment with id {document.id} exists")):
             results = self._container.execute_item_batch(operations, partition_key=document.pk)
-        return AssignmentDocument.model_validate(results[0]["resourceBody"])
+        return _as_stored(stored, results[0]["resourceBody"])
 
     def write(self, decision: Decision, *, etag: str, record: IdempotencyRecord | None = None) -> AssignmentDocument:
         document = decision.document
         assert document is not None, "a decision that writes nothing is not written"
         creates: list[dict[str, Any]] = []
+        successor: AssignmentDocument | None = None
         if decision.successor is not None:
-            creates.append(decision.successor.to_cosmos())
+            successor_body, successor = decision.successor.to_cosmos_and_back()
+            creates.append(successor_body)
         creates.extend(event.to_cosmos() for event in decision.events)
         if decision.marker_id is not None:
             creates.append({"id": decision.marker_id, "pk": document.pk, "docType": DOC_TYPE_MARKER})
         if record is not None:
             creates.append(record.model_dump(mode="json", by_alias=True))
+        body, stored = document.to_cosmos_and_back()
         if not creates:
             with self._errors():
-                body = self._container.replace_item(
-                    document.id, document.to_cosmos(), etag=etag, match_condition=MatchConditions.IfNotModified
+                echo = self._container.replace_item(
+                    document.id, body, etag=etag, match_condition=MatchConditions.IfNotModified
                 )
-            return AssignmentDocument.model_validate(body)
+            return _as_stored(stored, echo)
         operations: Sequence[Any] = [
-            ("replace", (document.id, document.to_cosmos()), {"if_match_etag": etag}),
+            ("replace", (document.id, body), {"if_match_etag": etag}),
             *(("create", (item,)) for item in creates),
         ]
         # A marker or record that exists means a twin of this request committed first: re-read and
@@ -98,8 +111,9 @@ class CosmosAssignmentStore:
             ):
                 raise DuplicateId(f"An assignment with id {decision.successor.id} exists") from cause
             raise
-        shown = 1 if decision.successor is not None and decision.shown is decision.successor else 0
-        return AssignmentDocument.model_validate(results[shown]["resourceBody"])
+        if successor is not None and decision.shown is decision.successor:
+            return _as_stored(successor, results[1]["resourceBody"])
+        return _as_stored(stored, results[0]["resourceBody"])
 
     def read_record(self, document_pk: str, record_id: str) -> IdempotencyRecord | None:
         body = read_or_none(self._container, record_id, document_pk)

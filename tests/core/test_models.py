@@ -1,17 +1,19 @@
 """The stored document's bounds and its round trip: whatever the write path accepts reads back equal, and
-the largest document the rules allow stays under Cosmos DB's 2 MB item limit."""
+the largest document the rules allow stays under Cosmos DB's 2 MB item limit; and its deep copy."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from core.hygiene import MAX_OUTCOME_BYTES, MAX_SAFE_INTEGER, MAX_TIMESTAMP, MIN_TIMESTAMP, format_timestamp
-from core.models import MAX_ATTEMPTS, MAX_REASON_LENGTH, AssignmentDocument, CreateRequest, EventRequest
+from core.models import MAX_ATTEMPTS, MAX_REASON_LENGTH, AssignmentDocument, CreateRequest, EventRequest, deep_copy
 from core.settings import Settings
 
 # Cosmos DB's largest item: 2 MB less its padding, as UTF-8 JSON (the emulator enforces the same).
@@ -190,3 +192,40 @@ def test_the_one_pass_public_json_equals_the_public_model() -> None:
     document = AssignmentDocument.model_validate(worst_case_document())
     assert document.public_json() == document.to_public().to_json()
     assert set(document.public_json()) == set(document.to_public().to_json())
+
+
+def _containers(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every list, dict and model in a value, with its path."""
+    if isinstance(value, BaseModel):
+        yield path, value
+        for name, field_value in value.__dict__.items():
+            yield from _containers(field_value, f"{path}.{name}")
+    elif isinstance(value, list):
+        yield path, value
+        for index, item in enumerate(value):
+            yield from _containers(item, f"{path}[{index}]")
+    elif isinstance(value, dict):
+        yield path, value
+        for key, item in value.items():
+            yield from _containers(item, f"{path}[{key!r}]")
+
+
+def test_deep_copy_is_model_copy_deep_sharing_nothing_that_can_change() -> None:
+    document = AssignmentDocument.model_validate(worst_case_document())
+    snapshot = document.model_dump()
+    copied = deep_copy(document)
+    assert copied == document.model_copy(deep=True)
+    assert copied.model_fields_set == document.model_fields_set
+    originals = dict(_containers(document))
+    copies = dict(_containers(copied))
+    assert originals.keys() == copies.keys()
+    assert len(originals) > 250  # the lists, 100 attempts and their outcomes, 50 outbox events
+    assert all(copies[path] is not originals[path] for path in originals)
+    # Changing the copy everywhere an operation could leaves the original as it was.
+    copied.attempts[0].outcome_data["a"] = "changed"
+    copied.attempts[1].score = 1.0
+    copied.attempts.append(copied.attempts[0])
+    copied.outbox[0].version = -1
+    copied.delegation_chain.append("someone@contoso.com")
+    copied.candidate_groups.clear()
+    assert document.model_dump() == snapshot

@@ -206,3 +206,52 @@ def test_creating_the_containers_is_idempotent(runtime: Runtime) -> None:
     assert {c["id"] for c in database.list_containers()} >= {names.assignments, names.users, names.leases}
     assert database.get_container_client(names.assignments).read()["partitionKey"]["paths"] == ["/pk"]
     assert database.get_container_client(names.users).read()["partitionKey"]["paths"] == ["/pk"]
+
+
+class TestAWriteAnswersWhatAReadGives:
+    """A write answers with the document a read would give: the body as stored (timestamps in milliseconds,
+    not the microseconds the caller held), with the ETag and timestamp Cosmos set."""
+
+    HELD = datetime(2030, 1, 31, 17, 0, 0, 123456, tzinfo=UTC)
+    STORED = datetime(2030, 1, 31, 17, 0, 0, 123000, tzinfo=UTC)
+
+    def _held(self, document: AssignmentDocument, **changes: Any) -> AssignmentDocument:
+        return document.model_copy(update={"updated_at": self.HELD, **changes})
+
+    def test_create(self, runtime: Runtime) -> None:
+        tenant = str(uuid.uuid4())
+        document = self._held(_document(tenant, uuid.uuid4().hex, title="created"))
+        created = runtime.store.create(document)
+        assert created == runtime.store.read(tenant, document.id)
+        assert created.updated_at == self.STORED
+        assert created.etag
+        assert created.ts
+
+    def test_a_replace(self, runtime: Runtime) -> None:
+        tenant = str(uuid.uuid4())
+        created = runtime.store.create(_document(tenant, uuid.uuid4().hex, title="first"))
+        new = self._held(created, target_title="second", version=2)
+        replaced = runtime.store.write(Decision(shown=new, document=new), etag=created.etag or "")
+        assert replaced == runtime.store.read(tenant, created.id)
+        assert replaced.updated_at == self.STORED
+        assert replaced.etag != created.etag
+
+    def test_a_batch_that_shows_the_assignment(self, runtime: Runtime) -> None:
+        tenant = str(uuid.uuid4())
+        created = runtime.store.create(_document(tenant, uuid.uuid4().hex, title="first"))
+        new = self._held(created, target_title="second", version=2)
+        decision = Decision(shown=new, document=new, marker_id=f"{created.id}:event:{uuid.uuid4().hex}")
+        answered = runtime.store.write(decision, etag=created.etag or "")
+        assert answered == runtime.store.read(tenant, created.id)
+        assert answered.updated_at == self.STORED
+
+    def test_a_batch_that_shows_the_successor_it_creates(self, runtime: Runtime) -> None:
+        tenant = str(uuid.uuid4())
+        created = runtime.store.create(_document(tenant, uuid.uuid4().hex, title="first"))
+        original = self._held(created, status="delegated", version=2, delegated_to=f"{created.id}.1")
+        successor = self._held(_document(tenant, f"{created.id}.1", title="successor"), pk=created.pk)
+        decision = Decision(shown=successor, document=original, successor=successor, created=True)
+        shown = runtime.store.write(decision, etag=created.etag or "")
+        assert shown == runtime.store.read(tenant, successor.id)
+        assert shown.id == successor.id
+        assert shown.updated_at == self.STORED

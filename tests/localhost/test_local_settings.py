@@ -15,8 +15,9 @@ SAMPLE = json.loads((REPO_ROOT / "local.settings.sample.json").read_text())
 SAMPLE_VALUES: dict[str, str] = SAMPLE["Values"]
 PLATFORM_PREFIXES = ("WEBSITE_", "FUNCTIONS_")
 # The operating system's variables, not app settings: the run command and scripts/token read XDG_RUNTIME_DIR to find
-# where the development signer is shared (localhost/shared_signer.py).
-OS_VARIABLES = {"XDG_RUNTIME_DIR"}
+# where the development signer is shared (localhost/shared_signer.py); the Cosmos client's transport reads the CA
+# bundle variables `requests` honours, once (core/cosmos/client.py).
+OS_VARIABLES = {"XDG_RUNTIME_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"}
 CODE_DIRS = ("core", "triggers", "localhost")
 # The settings CONTRACTS names for bindings (`%NAME%`), whether or not a function binds them yet: the host has
 # no default for them, so the sample (like infra/) must give each a value.

@@ -1,0 +1,189 @@
+"""The Cosmos client reads the environment's proxy and CA settings once, when it is built, not on every
+request, and still honours them: requests go through a configured proxy, hosts NO_PROXY names go direct,
+and the CA bundle is used wherever certificates are verified."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from core.bootstrap import Runtime
+from core.cosmos.client import EnvironmentOnceSession, make_cosmos_client
+from core.errors import ServiceUnavailable
+
+ENVIRONMENT = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+_HOP_BY_HOP = {"connection", "proxy-connection", "keep-alive", "transfer-encoding", "host", "content-length"}
+
+
+class ForwardingProxy:
+    """A forward proxy on 127.0.0.1 for plain HTTP: relays each request to its absolute URL and records its
+    request line. It refuses tunnels (CONNECT, for HTTPS) after recording them."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def relay(self) -> None:
+                proxy.seen.append(f"{self.command} {self.path}")
+                target = urlsplit(self.path)
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                upstream = http.client.HTTPConnection(target.hostname or "", target.port, timeout=10)
+                try:
+                    path = target.path + (f"?{target.query}" if target.query else "")
+                    upstream.request(self.command, path, body=body, headers=headers)
+                    answer = upstream.getresponse()
+                    payload = answer.read()
+                finally:
+                    upstream.close()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in _HOP_BY_HOP:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self) -> None:
+                self.relay()
+
+            def do_POST(self) -> None:
+                self.relay()
+
+            def do_PUT(self) -> None:
+                self.relay()
+
+            def do_DELETE(self) -> None:
+                self.relay()
+
+            def do_CONNECT(self) -> None:
+                proxy.seen.append(f"CONNECT {self.path}")
+                self.send_error(502, "no tunnels here")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def proxy() -> Iterator[ForwardingProxy]:
+    server = ForwardingProxy()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No proxy or CA variable, in either case, whatever the machine sets."""
+    for name in ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    assert urllib.request.getproxies() == {}
+    return monkeypatch
+
+
+def _container_read(runtime: Runtime, client: Any) -> None:
+    runtime.assignments_container  # noqa: B018 - provisions the database and containers, once
+    names = runtime.container_names
+    client.get_database_client(names.database).get_container_client(names.assignments).read()
+
+
+def test_a_configured_proxy_carries_every_request_even_after_the_environment_changes(
+    runtime: Runtime, proxy: ForwardingProxy, clean_environment: pytest.MonkeyPatch
+) -> None:
+    clean_environment.setenv("HTTP_PROXY", proxy.url)
+    client = make_cosmos_client(runtime.settings.cosmos_endpoint, runtime.settings.cosmos_key)
+    endpoint = runtime.settings.cosmos_endpoint.rstrip("/")
+    assert f"GET {endpoint}/" in proxy.seen  # the constructor reads the account, through the proxy
+    # Read once, at build: a later change of the environment changes nothing for this client.
+    clean_environment.delenv("HTTP_PROXY")
+    _container_read(runtime, client)
+    _container_read(runtime, client)
+    container = f"GET {endpoint}/dbs/{runtime.container_names.database}/colls/{runtime.container_names.assignments}/"
+    assert proxy.seen.count(container) == 2
+    assert all(line.startswith(f"GET {endpoint}/") for line in proxy.seen)
+
+
+def test_a_configured_https_proxy_is_asked_for_the_tunnel(
+    proxy: ForwardingProxy, clean_environment: pytest.MonkeyPatch
+) -> None:
+    clean_environment.setenv("HTTPS_PROXY", proxy.url)
+    started = time.monotonic()
+    # The proxy refuses the tunnel, so the account is unreachable; what matters is whom the client asked.
+    with pytest.raises(ServiceUnavailable):
+        make_cosmos_client("https://assignments-test.documents.azure.com:443/", "a2V5", counter=None)
+    assert proxy.seen
+    assert set(proxy.seen) == {"CONNECT assignments-test.documents.azure.com:443"}
+    assert time.monotonic() - started < 30
+
+
+def test_hosts_no_proxy_names_go_direct(
+    runtime: Runtime, proxy: ForwardingProxy, clean_environment: pytest.MonkeyPatch
+) -> None:
+    clean_environment.setenv("HTTP_PROXY", proxy.url)
+    clean_environment.setenv("NO_PROXY", "localhost,127.0.0.1")
+    client = make_cosmos_client(runtime.settings.cosmos_endpoint, runtime.settings.cosmos_key)
+    _container_read(runtime, client)
+    assert proxy.seen == []
+
+
+def test_requests_read_nothing_from_the_environment(
+    runtime: Runtime, proxy: ForwardingProxy, clean_environment: pytest.MonkeyPatch
+) -> None:
+    clean_environment.setenv("HTTP_PROXY", proxy.url)
+    clean_environment.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    client = make_cosmos_client(runtime.settings.cosmos_endpoint, runtime.settings.cosmos_key)
+
+    def environment_read(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the environment was read on the request path")
+
+    for module, name in (
+        (requests.sessions, "get_environ_proxies"),
+        (requests.sessions, "get_netrc_auth"),
+        (requests.utils, "should_bypass_proxies"),
+        (urllib.request, "getproxies"),
+        (urllib.request, "getproxies_environment"),
+    ):
+        clean_environment.setattr(module, name, environment_read)
+    _container_read(runtime, client)
+    _container_read(runtime, client)
+    names = runtime.container_names
+    assert sum(line.endswith(f"/dbs/{names.database}/colls/{names.assignments}/") for line in proxy.seen) == 2
+
+
+def test_the_ca_bundle_is_read_once_and_applies_where_certificates_are_verified(
+    clean_environment: pytest.MonkeyPatch,
+) -> None:
+    url = "https://assignments-test.documents.azure.com:443/dbs"
+    assert EnvironmentOnceSession().merge_environment_settings(url, {}, None, True, None)["verify"] is True
+    clean_environment.setenv("CURL_CA_BUNDLE", "/etc/ssl/certs/curl.pem")
+    clean_environment.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/requests.pem")
+    session = EnvironmentOnceSession()
+    clean_environment.delenv("REQUESTS_CA_BUNDLE")
+    clean_environment.delenv("CURL_CA_BUNDLE")
+    # As requests takes them: REQUESTS_CA_BUNDLE first, for a request that verifies; `verify=False` or a
+    # bundle of the request's own still win.
+    assert session.merge_environment_settings(url, {}, None, True, None)["verify"] == "/etc/ssl/certs/requests.pem"
+    assert session.merge_environment_settings(url, {}, None, False, None)["verify"] is False
+    assert session.merge_environment_settings(url, {}, None, "/own.pem", None)["verify"] == "/own.pem"
