@@ -55,6 +55,8 @@ JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 MERGE_PATCH_JSON = "application/merge-patch+json"
 SECURITY_SCHEME = "entra"
+# The same tokens, pasted: Swagger UI's Authorize dialog takes a token got elsewhere (az, MSAL, scripts/token).
+BEARER_SCHEME = "bearerToken"
 LOGIN_HOST = "https://login.microsoftonline.com"
 
 # The demo data of `scripts/run` (localhost/demo.py; a test keeps them equal), so that the examples work as
@@ -1026,7 +1028,7 @@ def security_scheme(identity: ApiIdentity, tenant_ids: Sequence[str]) -> dict[st
 def _security(op: Operation, identity: ApiIdentity) -> list[dict[str, list[str]]]:
     if op.access == "anonymous":
         return []
-    return [{SECURITY_SCHEME: [identity.user_scope]}, {SECURITY_SCHEME: [identity.app_scope]}]
+    return [{SECURITY_SCHEME: [identity.user_scope]}, {SECURITY_SCHEME: [identity.app_scope]}, {BEARER_SCHEME: []}]
 
 
 def _who(op: Operation) -> str:
@@ -1138,7 +1140,17 @@ def build_document(table: ErrorTable, *, audiences: Sequence[str], tenant_ids: S
         "components": {
             "schemas": components_schemas,
             "headers": copy.deepcopy(_HEADERS),
-            "securitySchemes": {SECURITY_SCHEME: security_scheme(identity, tenant_ids)},
+            "securitySchemes": {
+                SECURITY_SCHEME: security_scheme(identity, tenant_ids),
+                BEARER_SCHEME: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "An Entra ID access token for this API got elsewhere, as the oauth2 scheme "
+                    f"describes: `az account get-access-token --resource {identity.app_id_uri}`, MSAL, or "
+                    "locally `scripts/token` and the tokens `scripts/run` prints",
+                },
+            },
         },
     }
 

@@ -138,6 +138,8 @@ def test_the_oauth2_scheme_is_this_deployments_entra_app(document: dict[str, Any
     assert scheme["flows"]["implicit"]["authorizationUrl"] == f"{login}/authorize"
     assert list(scheme["flows"]["implicit"]["scopes"]) == [scope]
     assert list(scheme["flows"]["clientCredentials"]["scopes"]) == [f"api://{TEST_AUDIENCE}/.default"]
+    pasted = document["components"]["securitySchemes"]["bearerToken"]
+    assert (pasted["type"], pasted["scheme"], pasted["bearerFormat"]) == ("http", "bearer", "JWT")
     for role in ("Assignments.Admin", "Assignments.Report"):
         assert role in scheme["description"]
         assert role in document["info"]["description"]
@@ -189,6 +191,7 @@ def test_anonymous_routes_say_so_and_the_others_need_the_scheme(document: dict[s
         assert operation["security"] == [
             {"entra": [f"api://{TEST_AUDIENCE}/Assignments.ReadWrite"]},
             {"entra": [f"api://{TEST_AUDIENCE}/.default"]},
+            {"bearerToken": []},
         ], name
         unauthenticated = operation["responses"]["401"]
         assert "WWW-Authenticate" in unauthenticated["headers"], name
