@@ -1,0 +1,187 @@
+"""Fuzzing: schemathesis sends generated requests to function_app's own functions over a real socket (the local
+host on a free port) and judges every answer against the document the app serves at /openapi.json.
+
+One run per kind of caller, each with its own database holding the demo data of `scripts/run` (the document's
+examples name it): a user with the API's scope (grace, who holds `demo-welcome` and may claim `demo-task`), an
+app-only admin, an app-only reporter, and a run in which every request carries one of a set of bad
+credentials (none, expired, forged, another tenant's or audience's, no scope, no role).
+
+Bounded: `MAX_EXAMPLES` generated requests per operation in the fuzzing phase (valid and invalid ones mixed;
+fewer only where an operation has fewer distinct requests), besides the document's examples, the coverage
+phase's boundary cases and the stateful scenarios; a fixed seed; two workers; and a cap on each run's wall
+time that fails the test rather than let CI hang.
+
+The checks: no 5xx (`not_a_server_error`), and every answer as documented: its status, content type, body
+schema and required headers; an operation that answered 2xx with a token must refuse the same request
+without one (`ignored_auth`). Stateful runs follow the document's OpenAPI links (create -> read -> delegate,
+...) and the links schemathesis infers. When this fails, the output names the operation, the request (as a
+curl command) and the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.bootstrap import Runtime
+from localhost.demo import GRACE, seed_demo_data
+from localhost.indexing import index_app
+from localhost.services import REPO_ROOT
+from localhost.stack import make_settings
+from tests.localhost.conftest import StartHost
+from tests.localhost.fuzz_hooks import AUTHORIZATIONS_VARIABLE
+from tests.support.app import TEST_AUDIENCE, TEST_TENANT, InstallRuntime, Tokens
+from tests.support.services import RunningService
+from tests.support.tokens import JwksServer, SigningKey, TokenFactory, unsigned_token, v2_issuer
+
+MAX_EXAMPLES = 50
+SEED = 20261201
+WORKERS = 2
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+    "response_headers_conformance",
+    "ignored_auth",
+)
+ALL_PHASES = "examples,coverage,fuzzing,stateful"
+# Measured at 20-40 s a run (all four: about two minutes) on two cores shared with other work. A run still
+# going after this has hung or slowed down badly; four capped runs still keep the suite under 15 minutes.
+RUN_CAP_S = 100
+# The local host answers TRACE and QUERY with http.server's own 501 (it serves the methods the Functions host
+# routes to functions); the coverage phase's unexpected-method probes keep to the others.
+CONFIG = """\
+[phases.coverage]
+unexpected-methods = ["get", "put", "post", "delete", "options", "patch"]
+"""
+OTHER_TENANT = "11111111-1111-1111-1111-111111111111"
+
+
+def _bearer(token: str) -> str:
+    return f"Bearer {token}"
+
+
+def _bad_authorizations(tokens: Tokens) -> list[str | None]:
+    """Credentials the API must refuse: 401 for the unusable ones, 403 for valid tokens without access."""
+    grace: dict[str, Any] = {"oid": GRACE.user_key, "groups": GRACE.groups}
+    claims = tokens.factory.user_claims(upn=GRACE.upn, oid=GRACE.user_key)
+    stranger = TokenFactory(tenant_id=TEST_TENANT, audience=TEST_AUDIENCE, key=SigningKey())
+    return [
+        None,
+        "Bearer",
+        "Basic Z3JhY2U6c2VjcmV0",
+        "Bearer not-a-jwt",
+        _bearer(tokens.user(GRACE.upn, lifetime=-600, **grace)),
+        _bearer(tokens.user(GRACE.upn, aud="api://another-api", **grace)),
+        _bearer(tokens.user(GRACE.upn, tid=OTHER_TENANT, iss=v2_issuer(OTHER_TENANT), **grace)),
+        _bearer(stranger.user_token(upn=GRACE.upn, oid=GRACE.user_key)),
+        _bearer(unsigned_token(claims)),
+        _bearer(tokens.user(GRACE.upn, scopes=None, **grace)),
+        _bearer(tokens.user(GRACE.upn, scopes="User.Read", **grace)),
+        _bearer(tokens.factory.app_token(app_id="no-role-app", roles=())),
+    ]
+
+
+def _authorizations(who: str, tokens: Tokens) -> list[str | None]:
+    if who == "user":
+        return [_bearer(tokens.user(GRACE.upn, oid=GRACE.user_key, groups=GRACE.groups))]
+    if who == "admin":
+        return [_bearer(tokens.admin_app())]
+    if who == "reporter":
+        return [_bearer(tokens.reporter_app())]
+    return _bad_authorizations(tokens)
+
+
+@pytest.fixture
+def fuzz_host(
+    start_host: StartHost,
+    own_runtime: InstallRuntime,
+    cosmos_service: RunningService,
+    azurite_service: RunningService,
+    jwks_server: JwksServer,
+) -> str:
+    """function_app on the local host, over a database of its own holding the demo data; its URL."""
+    runtime = Runtime(make_settings(cosmos_service, azurite_service, jwks_server))
+    own_runtime(runtime)
+    seed_demo_data(runtime)
+    return start_host(index_app("function_app")).url
+
+
+def run_schemathesis(url: str, authorizations: list[str | None], *, phases: str, workdir: Path) -> tuple[int, str]:
+    """The schemathesis CLI against `url`, in a process of its own; its exit code and everything it printed."""
+    config = workdir / "schemathesis.toml"
+    config.write_text(CONFIG)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SCHEMATHESIS_")}
+    env.update(
+        PYTHONPATH=str(REPO_ROOT),
+        SCHEMATHESIS_HOOKS="tests.localhost.fuzz_hooks",
+        **{AUTHORIZATIONS_VARIABLE: json.dumps(authorizations)},
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--no-color",
+        "--config-file",
+        str(config),
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        ",".join(CHECKS),
+        "--phases",
+        phases,
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--workers",
+        str(WORKERS),
+        "--request-timeout",
+        "30",
+        "--generation-database",
+        "none",
+        "--output-sanitize",
+        "false",
+    ]
+    try:
+        done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=RUN_CAP_S)
+    except subprocess.TimeoutExpired as expired:
+        output = expired.stdout if isinstance(expired.stdout, str) else (expired.stdout or b"").decode()
+        raise AssertionError(f"schemathesis ran past its {RUN_CAP_S} s cap; output so far:\n{output}") from None
+    return done.returncode, done.stdout + done.stderr
+
+
+def figures_of(output: str) -> str:
+    """The phases' figures and the summary, without the per-failure details and warnings in between."""
+    lines = output.splitlines()
+    start = next((i for i, line in enumerate(lines) if "Examples (in" in line or "Coverage (in" in line), 0)
+    end = next((i for i, line in enumerate(lines) if i > start and line.startswith("====")), len(lines))
+    summary = next((i for i, line in enumerate(lines) if "SUMMARY" in line and line.startswith("====")), len(lines))
+    return "\n".join(lines[start:end] + lines[summary:])
+
+
+@pytest.mark.parametrize(
+    ("who", "phases"),
+    [
+        ("user", ALL_PHASES),
+        ("admin", ALL_PHASES),
+        ("reporter", ALL_PHASES),
+        # Nothing succeeds with these, so there is no state to explore.
+        ("bad", "examples,coverage,fuzzing"),
+    ],
+)
+def test_fuzz_against_the_served_document(
+    who: str, phases: str, fuzz_host: str, tokens: Tokens, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    code, output = run_schemathesis(fuzz_host, _authorizations(who, tokens), phases=phases, workdir=tmp_path)
+    print(f"schemathesis as {who}, {time.monotonic() - started:.0f} s:\n{figures_of(output)}")
+    assert code == 0, f"schemathesis found failures as {who}:\n{output}"
