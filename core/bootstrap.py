@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueServiceClient
 
 from core.auth import JwksCache, Principal, TokenValidator, bearer_token
@@ -215,9 +216,16 @@ class Runtime:
         self.store.ping()
 
     def _probe_storage(self) -> None:
-        self._once("queue_service", self._build_queue_service).get_service_properties(
-            timeout=STORAGE_PROBE_TIMEOUT_SECONDS
+        """A queue-level call the granted data role allows (Storage Queue Data Contributor may refuse the
+        account-level service properties): the notifications queue's properties. A queue not created yet
+        still proves Storage answered and took our credentials."""
+        queue = self._once("queue_service", self._build_queue_service).get_queue_client(
+            self.settings.notifications_queue
         )
+        try:
+            queue.get_queue_properties(timeout=STORAGE_PROBE_TIMEOUT_SECONDS)
+        except ResourceNotFoundError:
+            return
 
     def _build_queue_service(self) -> QueueServiceClient:
         options: dict[str, Any] = {"connection_timeout": STORAGE_PROBE_TIMEOUT_SECONDS, "retry_total": 0}
