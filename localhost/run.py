@@ -28,9 +28,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue import QueueClient
 from pydantic import ValidationError
 
-from core.bootstrap import Runtime, set_runtime
+from core.bootstrap import Runtime, get_runtime, set_runtime
 from core.settings import Settings
 from localhost.app_settings import app_settings_of
 from localhost.cors import CorsConfigError, CorsPolicy, read_host_section
@@ -145,6 +147,30 @@ def _token_name(user: DemoUser) -> str:
     return user.upn.split("@")[0].upper()
 
 
+def _create_queues(settings: Settings) -> None:
+    """The queues infra/ provisions in Azure: a queue trigger's queue is not created by the host."""
+    connection = settings.azure_web_jobs_storage
+    if not connection:
+        return
+    for name in (settings.notifications_queue, settings.changes_retry_queue):
+        for queue in (name, f"{name}-poison"):
+            with contextlib.suppress(ResourceExistsError):
+                QueueClient.from_connection_string(connection, queue).create_queue()
+
+
+def _operator_exports(settings: Settings) -> str:
+    """The settings `python -m ops` needs, to point it at this run (the emulators' keys are public)."""
+    values = {
+        "COSMOS_ENDPOINT": settings.cosmos_endpoint,
+        "COSMOS_KEY": settings.cosmos_key or "",
+        "COSMOS_DATABASE": settings.cosmos_database,
+        "AzureWebJobsStorage": settings.azure_web_jobs_storage or "",
+        "AUTH_TENANT_ID": ",".join(settings.auth_tenant_ids),
+        "AUTH_AUDIENCE": ",".join(settings.auth_audiences),
+    }
+    return "  export " + " ".join(f"{name}='{value}'" for name, value in values.items())
+
+
 def _banner(
     host: LocalHost, services: list[str], signer: DevSigner | None, demo: DemoData, cors: CorsPolicy | None
 ) -> str:
@@ -170,6 +196,8 @@ def _banner(
         f"for candidate group {demo.candidate_group}",
         "",
         f"Health:  curl -s {url}/health",
+        "Operators (python -m ops …) against this run:",
+        _operator_exports(get_runtime().settings),
         f"CORS:    {cors.describe() if cors else 'off'}  (Host.CORS / Host.CORSCredentials of local.settings.json)",
         "",
     ]
@@ -234,6 +262,7 @@ def _start(environ: Mapping[str, str], port: int, cors: CorsPolicy | None, stack
     runtime = Runtime(settings)
     set_runtime(runtime)
     runtime.store  # noqa: B018 - creates the database and containers now rather than at the first request
+    _create_queues(settings)
     demo = seed_demo_data(runtime)
     try:
         host = LocalHost(index_app("function_app"), app_settings, port=port, cors=cors)

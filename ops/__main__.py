@@ -12,6 +12,7 @@ import json
 import sys
 from datetime import UTC, datetime
 
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient
 
 from core.bootstrap import get_runtime
@@ -39,10 +40,14 @@ def _replay() -> dict[str, object]:
     poison = QueueClient.from_connection_string(settings.azure_web_jobs_storage, f"{name}-poison")
     retry = QueueClient.from_connection_string(settings.azure_web_jobs_storage, name)
     moved = 0
-    for message in poison.receive_messages(messages_per_page=32, visibility_timeout=60):
-        retry.send_message(message.content)
-        poison.delete_message(message)
-        moved += 1
+    try:
+        for message in poison.receive_messages(messages_per_page=32, visibility_timeout=60):
+            retry.send_message(message.content)
+            poison.delete_message(message)
+            moved += 1
+    except ResourceNotFoundError:
+        # The poison queue is created by the first message that fails for good: none has.
+        pass
     return {"queue": name, "replayed": moved}
 
 

@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from localhost.services import REPO_ROOT, RunningService
 from tests.localhost.conftest import CLEARED, StartRunCommand, claims_of, printed_exports
 
@@ -68,16 +66,6 @@ CAUGHT_UP: dict[str, tuple[str, Check]] = {
     ),
     "/targets/chat/chat-42/assignments": ("chat-42's roster is not empty", lambda body: len(body["items"]) > 0),
     "/targets/chat/chat-42/summary": ("chat-42's summary counts something", lambda body: body["total"] > 0),
-}
-
-# README examples known to fail for a reason outside the README, with a marker of that failure in their output.
-# When the cause is fixed the example passes and nothing here matters; remove its entry then.
-KNOWN_FAILURES = {
-    ".venv/bin/python -m ops replay-poison": (
-        "QueueNotFound",
-        "ops replay-poison raises when the retry queue's poison queue was never created (nothing ever failed for "
-        "good), instead of reporting 0 replayed: ops/__main__.py",
-    ),
 }
 
 
@@ -218,7 +206,7 @@ def test_every_api_example_of_the_readme_runs_as_written(
     admin = claims_of(tokens["TOKEN_ADMIN"])
     operator_shell = {**shell, **settings, "AUTH_TENANT_ID": admin["tid"], "AUTH_AUDIENCE": admin["aud"]}
 
-    ran, known = 0, []
+    ran = 0
     for example in examples:
         line = example.replace(README_BASE, base)
         label = " ".join(example.split())[:110]
@@ -233,11 +221,6 @@ def test_every_api_example_of_the_readme_runs_as_written(
                 break
             time.sleep(0.25)
         ran += 1
-        marker, cause = KNOWN_FAILURES.get(" ".join(shlex.split(example, comments=True)), ("", ""))
-        if outcome.returncode != 0 and marker and marker in outcome.output:
-            known.append(cause)
-            print(f"known failure: {label}")
-            continue
         assert outcome.returncode == 0, (
             f"README example failed (exit {outcome.returncode}): {example}\n{outcome.output}"
         )
@@ -255,8 +238,6 @@ def test_every_api_example_of_the_readme_runs_as_written(
     summary = f"{ran} README examples ran ({curls} curl, {ran - curls} operators' commands)"
     print(f"{summary} in {time.monotonic() - started:.1f} s")
     assert command.stop() == 0
-    if known:
-        pytest.xfail(f"{summary}; known failure: " + "; ".join(known))
 
 
 def http_file_requests(text: str) -> list[Request]:
