@@ -4,7 +4,7 @@ An operation takes the stored document, a `Context` (who acts, when, with which 
 use case looked up for it beforehand: a directory user, whether an event was applied, the successor of a
 delegated assignment) and the parsed request. In one place it runs the checks in the documented order
 (docs/api-rules.md, "Order of checks"): visibility (404), permission (403), `If-Match` (412), then the
-state checks; then it makes the transition, stamps the fields, queues the outbox event and bumps the
+state checks; then it makes the transition, stamps the fields, emits its events and bumps the
 version. It returns a `Decision` and never touches the document it was given, so a use case that loses a
 race can decide again from a fresh read. No I/O happens here: `core.services.pipeline` reads, calls the
 operation, and writes the decision conditionally on the ETag it read.

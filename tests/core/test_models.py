@@ -32,7 +32,7 @@ def outcome_of_exactly(max_bytes: int) -> dict[str, Any]:
 
 def worst_case_document() -> dict[str, Any]:
     """Every field at its limit: the longest texts in four-byte characters, the most attempts, each with
-    the largest outcome and note, the deepest chain, every candidate group, a full outbox."""
+    the largest outcome and note, the deepest chain, every candidate group."""
     depth = Settings.model_fields["delegation_max_depth"].metadata
     max_depth = next(rule.le for rule in depth if hasattr(rule, "le"))
     now = format_timestamp(datetime(2030, 1, 1, tzinfo=UTC))
@@ -225,7 +225,7 @@ def test_deep_copy_is_model_copy_deep_sharing_nothing_that_can_change() -> None:
     copied.attempts[0].outcome_data["a"] = "changed"
     copied.attempts[1].score = 1.0
     copied.attempts.append(copied.attempts[0])
-    copied.outbox[0].version = -1
+    copied.delegation_chain_user_keys.append("someone-else")
     copied.delegation_chain.append("someone@contoso.com")
     copied.candidate_groups.clear()
     assert document.model_dump() == snapshot

@@ -221,7 +221,7 @@ class TestAWriteAnswersWhatAReadGives:
     def test_create(self, runtime: Runtime) -> None:
         tenant = str(uuid.uuid4())
         document = self._held(_document(tenant, uuid.uuid4().hex, title="created"))
-        created = runtime.store.create(document)
+        created = runtime.store.create(_new(document))
         assert created == runtime.store.read(tenant, document.id)
         assert created.updated_at == self.STORED
         assert created.etag
@@ -229,7 +229,7 @@ class TestAWriteAnswersWhatAReadGives:
 
     def test_a_replace(self, runtime: Runtime) -> None:
         tenant = str(uuid.uuid4())
-        created = runtime.store.create(_document(tenant, uuid.uuid4().hex, title="first"))
+        created = runtime.store.create(_new(_document(tenant, uuid.uuid4().hex, title="first")))
         new = self._held(created, target_title="second", version=2)
         replaced = runtime.store.write(Decision(shown=new, document=new), etag=created.etag or "")
         assert replaced == runtime.store.read(tenant, created.id)
@@ -238,7 +238,7 @@ class TestAWriteAnswersWhatAReadGives:
 
     def test_a_batch_that_shows_the_assignment(self, runtime: Runtime) -> None:
         tenant = str(uuid.uuid4())
-        created = runtime.store.create(_document(tenant, uuid.uuid4().hex, title="first"))
+        created = runtime.store.create(_new(_document(tenant, uuid.uuid4().hex, title="first")))
         new = self._held(created, target_title="second", version=2)
         decision = Decision(shown=new, document=new, marker_id=f"{created.id}:event:{uuid.uuid4().hex}")
         answered = runtime.store.write(decision, etag=created.etag or "")
@@ -247,7 +247,7 @@ class TestAWriteAnswersWhatAReadGives:
 
     def test_a_batch_that_shows_the_successor_it_creates(self, runtime: Runtime) -> None:
         tenant = str(uuid.uuid4())
-        created = runtime.store.create(_document(tenant, uuid.uuid4().hex, title="first"))
+        created = runtime.store.create(_new(_document(tenant, uuid.uuid4().hex, title="first")))
         original = self._held(created, status="delegated", version=2, delegated_to=f"{created.id}.1")
         successor = self._held(_document(tenant, f"{created.id}.1", title="successor"), pk=created.pk)
         decision = Decision(shown=successor, document=original, successor=successor, created=True)
