@@ -40,6 +40,7 @@ ACTIONS = {
     "reject": "reject_assignment",
     "cancel": "cancel_assignment",
     "reassign": "reassign_assignment",
+    "delegate": "delegate_assignment",
 }
 
 
@@ -265,15 +266,9 @@ def delegate(
     raw: bytes | None = None,
 ) -> Response:
     """POST /assignments/{id}/delegate, by default as ASSIGNEE."""
-    return app.call(
-        "delegate_assignment",
-        method="POST",
-        url=f"/assignments/{assignment_id}/delegate",
-        token=token or app.tokens.user(ASSIGNEE),
-        json_body=body,
-        body=raw,
-        headers={"content-type": "application/json", **(headers or {})},
-        route_params={"id": assignment_id},
+    all_headers = {"content-type": "application/json", **(headers or {})}
+    return act(
+        app, "delegate", assignment_id, body, token=token or app.tokens.user(ASSIGNEE), headers=all_headers, raw=raw
     )
 
 
