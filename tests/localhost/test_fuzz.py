@@ -173,9 +173,11 @@ def figures_of(output: str) -> str:
     [
         ("user", ALL_PHASES),
         ("admin", ALL_PHASES),
-        ("reporter", ALL_PHASES),
-        # Nothing succeeds with these, so there is no state to explore.
-        ("bad", "examples,coverage,fuzzing"),
+        # A reporter creates nothing, so it has no state to explore.
+        ("reporter", "examples,coverage,fuzzing"),
+        # Nothing succeeds with these: every request is refused before its input is looked at, so the
+        # coverage phase's boundary inputs would only repeat what fuzzing shows.
+        ("bad", "examples,fuzzing"),
     ],
 )
 def test_fuzz_against_the_served_document(
