@@ -119,7 +119,8 @@ ERROR_TABLE: dict[type[BaseException], ErrorMapping] = {
     ),
     e.DuplicateId: ErrorMapping(409, "Duplicate id"),
     e.DuplicateUpn: ErrorMapping(409, "Duplicate UPN"),
-    e.LimitExceeded: ErrorMapping(409, "Limit exceeded"),
+    # On the txn routes a write Cosmos refuses as too large is the seed's generic 400 with a key of ours.
+    e.LimitExceeded: ErrorMapping(409, "Limit exceeded", "limitExceeded", "The task cannot hold more"),
     e.UserNotFound: ErrorMapping(
         422, "User not found", "userNotFound", "The user account specified by the userKey was not found"
     ),

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from core.auth import require_admin
 from core.directory import DirectoryUser, UserRegistry
 from core.errors import FieldError, NotFound, ValidationFailed
+from core.hygiene import check_identifier
 from core.models import UserRequest
 from core.services.pipeline import parse_model
 
@@ -35,9 +36,13 @@ class UserOutcome:
 
 
 def _check_key(user_key: str) -> None:
-    if not 1 <= len(user_key) <= MAX_USER_KEY_LENGTH:
-        message = f"must be 1 to {MAX_USER_KEY_LENGTH} characters"
-        raise ValidationFailed(f"The request is not valid: userKey: {message}", [FieldError("userKey", message)])
+    """Keys are opaque, but follow the identifier rule: no control, format or private-use characters."""
+    try:
+        check_identifier(user_key, max_length=MAX_USER_KEY_LENGTH)
+    except ValueError as error:
+        raise ValidationFailed(
+            f"The request is not valid: userKey: {error}", [FieldError("userKey", str(error))]
+        ) from None
 
 
 def put_user(

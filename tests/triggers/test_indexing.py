@@ -31,9 +31,6 @@ EXPECTED_HTTP_ROUTES = {
     "txn_assign": ("workspaces/secure/api/v1/txn/assign", ["POST"]),
     "txn_unassign": ("workspaces/secure/api/v1/txn/unassign", ["POST"]),
     "health": ("health", ["GET"]),
-    "openapi_document": ("openapi.json", ["GET"]),
-    "docs": ("docs", ["GET"]),
-    "docs_asset": ("docs/{asset}", ["GET"]),
 }
 
 # Triggers other than HTTP, by function name.
