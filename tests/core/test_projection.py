@@ -460,6 +460,24 @@ class TestFailures:
         world.retry(result.failed)
         world.assert_converged()
 
+    def test_a_projection_that_loses_the_race_to_a_newer_one_leaves_the_newer_version(self, world: World) -> None:
+        """The feed projects v2 while the retry queue's function projects v3: v3's projector saves its record
+        first; v2's, which was writing at the same time, loses (its record write is conditional)."""
+        world.create("a1", ANN, dueAt=in_days(2))
+        world.deliver(world.tape.bodies)
+        world.reassign("a1", BOB)
+        v2 = world.tape.versions("a1")[-1]
+
+        def newer_projection_wins() -> None:
+            world.reassign("a1", CID)
+            (v3,) = world.tape.versions("a1")[-1:]
+            assert world.deliver([v3]).projected == 1
+
+        result = world.deliver([v2], world.faulty_views(once_before(newer_projection_wins), methods=("upsert",)))
+        assert result.failed == []
+        world.deliver(body for body in world.tape.bodies if body["docType"] == "event")
+        world.assert_converged()
+
 
 # --- rebuild --------------------------------------------------------------------------------------------
 
@@ -512,6 +530,21 @@ class TestRebuild:
         rebuild(world.deps())
         assert_views_match(world.app)
         # The feed arriving afterwards adds nothing and removes nothing.
+        world.deliver(world.tape.bodies)
+        world.assert_converged()
+
+    def test_rebuild_racing_a_newer_projection_leaves_the_newer_version(self, world: World) -> None:
+        """A rebuild read a1 at v2; before it writes, a1 becomes v3 and the feed projects v3."""
+        world.create("a1", ANN, dueAt=in_days(2))
+        world.deliver(world.tape.bodies)
+        world.reassign("a1", BOB)
+
+        def feed_projects_a_newer_version() -> None:
+            world.reassign("a1", CID)
+            assert world.deliver(world.tape.versions("a1")[-1:]).projected == 1
+
+        deps = world.faulty_views(once_before(feed_projects_a_newer_version), methods=("upsert",))
+        rebuild(deps)
         world.deliver(world.tape.bodies)
         world.assert_converged()
 
