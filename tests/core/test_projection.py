@@ -437,6 +437,21 @@ class TestFailures:
         world.deliver(world.tape.bodies)
         world.assert_converged()
 
+    @pytest.mark.parametrize("writes", KILL_POINTS)
+    def test_killed_mid_batch_then_the_feed_has_moved_on(self, world: World, writes: int) -> None:
+        """The host restarts from its checkpoint; meanwhile the assignments changed again, so the feed now
+        delivers only their latest versions."""
+        workload(world)
+        batch = list(world.tape.bodies)
+        with pytest.raises(Killed):
+            world.deliver(batch, world.faulty_views(killed_after(writes)))
+        world.reassign(world.prefix + "a1", ANN)
+        world.reassign(world.prefix + "a1", DEE)
+        world.unassign(world.prefix + "t1")
+        world.assign(world.prefix + "t1", CID)
+        world.deliver(world.tape.latest())
+        world.assert_converged()
+
     def test_a_poison_document_fails_alone_and_its_retry_projects_the_current_state(self, world: World) -> None:
         workload(world)
         poisoned = dict(world.tape.versions("a1")[-1], status="sleeping")
@@ -458,6 +473,20 @@ class TestFailures:
         assert len(result.failed) == 12
         assert {ref.doc_type for ref in result.failed} == {"assignment", "event"}
         world.retry(result.failed)
+        world.assert_converged()
+
+    @pytest.mark.parametrize("skip", range(1, 5))
+    def test_cosmos_failing_mid_projection_then_the_assignment_moves_on(self, world: World, skip: int) -> None:
+        """A projection fails after some of its writes; before its retry runs the assignment changes again."""
+        world.create("a1", ANN)
+        world.deliver(world.tape.bodies)
+        world.reassign("a1", BOB)
+        v2 = world.tape.versions("a1")[-1]
+        result = world.deliver([v2], world.faulty_views(unavailable_for(100, skip=skip)))
+        assert len(result.failed) == 1
+        world.reassign("a1", CID)
+        world.retry(result.failed)
+        world.deliver(world.tape.latest())
         world.assert_converged()
 
     def test_a_projection_that_loses_the_race_to_a_newer_one_leaves_the_newer_version(self, world: World) -> None:
