@@ -3,9 +3,11 @@
 The feed delivers at least once, reorders across partitions and, in latest-version mode, collapses
 intermediate versions (A → B → C may arrive as C alone). So the projector keeps, per assignment, which
 entries it wrote and at which version (`Projection`): an older or repeated version is skipped, and a newer
-one writes what it implies and removes what the last projected version implied and it does not. The record
-is replaced conditionally on its ETag; when another projector (a rebuild) got there first, this one re-reads
-the assignment and projects its current version, so every view converges to the latest document.
+one writes what it implies and removes what the last projected version implied and it does not. Entries it
+is about to add are named in the record before they are written, so a projection that dies half-way leaves
+nothing the next version cannot find and remove. The record is replaced conditionally on its ETag; when
+another projector (a rebuild) got there first, this one re-reads the assignment and projects its current
+version, so every view converges to the latest document.
 
 A notification is sent once per event, then recorded as sent: a redelivered, reordered or collapsed feed
 adds no message; only a crash between the send and the record repeats one, with the same `eventId`.
@@ -89,11 +91,21 @@ def project(
     keys = frozenset((entry.key.pk, entry.key.id) for entry in entries)
     if written is not None:
         written.update(keys)
+    known = record.keys if record else frozenset()
+    etag = record.etag if record else None
+    unrecorded = (keys | also_remove) - known
+    if unrecorded:
+        # Name the entries about to be written in the record first, at the version it had (0: none yet). A
+        # projection that dies after writing them (a killed host, Cosmos failing mid-way) leaves them listed,
+        # so whichever version comes next removes those it does not imply; unlisted, they would stay forever.
+        etag = deps.views.save_projection(
+            pk, document.id, Projection(record.version if record else 0, known | unrecorded, etag)
+        )
     for entry in entries:
         deps.views.upsert(entry.key.pk, entry.body)
-    for stale_pk, stale_id in sorted(((record.keys if record else frozenset()) | also_remove) - keys):
+    for stale_pk, stale_id in sorted((known | also_remove) - keys):
         deps.views.delete(stale_pk, stale_id)
-    deps.views.save_projection(pk, document.id, Projection(document.version, keys, record.etag if record else None))
+    deps.views.save_projection(pk, document.id, Projection(document.version, keys, etag))
     return True
 
 
