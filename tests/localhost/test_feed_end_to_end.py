@@ -21,6 +21,7 @@ from core.errors import ServiceUnavailable
 from core.queues import MessageQueue
 from core.settings import Settings
 from localhost.app_settings import app_settings_of
+from localhost.change_feed import DEFAULT_FEED_POLL_DELAY_MS
 from localhost.host import LocalHost
 from localhost.indexing import index_app
 from localhost.scenarios import drain_queue, key_of, known_user, notifications_queue
@@ -197,3 +198,11 @@ def test_an_event_that_can_never_be_sent_ends_in_the_poison_queue_and_blocks_not
         [healthy["id"], poisoned],
         [poisoned, healthy["id"]],
     )
+
+
+def test_the_projector_polls_an_idle_feed_often_enough_to_catch_up_within_a_second() -> None:
+    """docs/api-rules.md, "Lists, views and history": views reflect a write under a second locally. An idle feed
+    is read again only after `feedPollDelay` (5 s when the binding leaves it out, on the real host as on the local
+    one), which alone would put a write up to 5 s behind; bench_feed measures the lag."""
+    (feed,) = [f for f in index_app("function_app") if f.name == "project_changes"]
+    assert int(feed.trigger.get("feedPollDelay") or DEFAULT_FEED_POLL_DELAY_MS) <= 500
