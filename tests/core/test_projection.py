@@ -67,6 +67,9 @@ TENANT = TEST_TENANT
 ACTIVE = frozenset({"pending", "in_progress"})
 ANN, BOB, CID, DEE = "ann@contoso.com", "bob@contoso.com", "cid@contoso.com", "dee@contoso.com"
 PEOPLE = (ANN, BOB, CID, DEE)
+# docs/api-rules.md, "Events and notifications".
+MESSAGE_FIELDS = {"eventId", "type", "occurredAt", "tenantId", "assignmentId", "sequence", "recipients", "assignment"}
+ROLES = {"assignee", "previousAssignee", "originator"}
 # The view writes of the projector (reads and the notifier's bookkeeping are not counted).
 VIEW_WRITES = frozenset({"upsert", "delete", "save_projection"})
 
@@ -310,6 +313,8 @@ class World:
         repeated = {event_id for event_id, count in counts.items() if count > 1}
         assert repeated <= at_least_once, f"sent more than once: {repeated}"
         for message in self.received:
+            assert set(message) == MESSAGE_FIELDS
+            assert {recipient["role"] for recipient in message["recipients"]} <= ROLES
             assert message == expected[message["eventId"]]
             size = len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode())
             assert size < MAX_MESSAGE_BYTES
