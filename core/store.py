@@ -145,8 +145,9 @@ class ViewStore(Protocol):
 
     def read_projection(self, pk: str, assignment_id: str) -> Projection | None: ...
 
-    def save_projection(self, pk: str, assignment_id: str, projection: Projection) -> None:
-        """Create or replace the record, conditional on the ETag it was read with (`ConcurrencyConflict`)."""
+    def save_projection(self, pk: str, assignment_id: str, projection: Projection) -> str:
+        """Create or replace the record, conditional on the ETag it was read with (`ConcurrencyConflict`);
+        returns the record's new ETag."""
         ...
 
     def upsert(self, pk: str, body: dict[str, Any]) -> None: ...

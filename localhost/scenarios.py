@@ -4,13 +4,16 @@ them through `tests.support.api`."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import azure.functions as func
+from azure.core.exceptions import ResourceNotFoundError
 from azure.functions.queue import QueueMessage
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
 from core.directory import DirectoryUser
 from core.models import AssignmentDocument
@@ -390,3 +393,76 @@ def catch_up(app: FunctionCaller) -> int:
         if token:
             _feed_positions[id(app.runtime)] = token
     return fed
+
+
+# --- what the change feed delivers, and what it leaves behind -----------------------------------------
+
+
+class FeedTape:
+    """Every version of every assignment and event document written since it was made, in write order: what a
+    change feed that never collapses would deliver. `snap()` after each write records the documents that
+    changed (exactly as stored, system properties included), so a test or bench can deliver any sequence of
+    versions to `handle_changes`: duplicated, reordered, or with intermediate versions left out."""
+
+    def __init__(self, app: FunctionCaller) -> None:
+        self._container = app.runtime.assignments_container
+        self._seen: set[tuple[str, str, str]] = set()
+        self._since = 0
+        self.bodies: list[dict[str, Any]] = []
+        self.snap()
+        self.bodies.clear()
+
+    def snap(self) -> list[dict[str, Any]]:
+        """Record and return the documents written since the last snap (assignments before events, by id)."""
+        # `_ts` has whole seconds: read from the last second seen again, and skip what was recorded.
+        query = "SELECT * FROM c WHERE (c.docType = 'assignment' OR c.docType = 'event') AND c._ts >= @since"
+        new = []
+        for body in self._container.query_items(
+            query, parameters=[{"name": "@since", "value": self._since}], enable_cross_partition_query=True
+        ):
+            self._since = max(self._since, int(body["_ts"]))
+            key = (str(body["pk"]), str(body["id"]), str(body["_etag"]))
+            if key not in self._seen:
+                self._seen.add(key)
+                new.append(body)
+        new.sort(key=lambda body: (body["docType"] != "assignment", body["id"]))
+        self.bodies += new
+        return new
+
+    def versions(self, document_id: str) -> list[dict[str, Any]]:
+        """Every recorded version of one document, oldest first."""
+        return [body for body in self.bodies if body["id"] == document_id]
+
+    def latest(self) -> list[dict[str, Any]]:
+        """The newest recorded version of each document: what a latest-version feed read now would deliver."""
+        newest: dict[tuple[str, str], dict[str, Any]] = {}
+        for body in self.bodies:
+            newest[(str(body["pk"]), str(body["id"]))] = body
+        return list(newest.values())
+
+
+def notifications_queue(app: FunctionCaller, name: str | None = None) -> QueueClient:
+    """The notifications queue of the app's settings (or another queue of the same account), decoding base64
+    as the Functions queue trigger does."""
+    settings = app.runtime.settings
+    assert settings.azure_web_jobs_storage, "the in-process stack has a Storage connection string"
+    return QueueClient.from_connection_string(
+        settings.azure_web_jobs_storage,
+        name or settings.notifications_queue,
+        message_decode_policy=TextBase64DecodePolicy(),
+    )
+
+
+def drain_queue(client: QueueClient) -> list[dict[str, Any]]:
+    """Receive and delete every message the queue holds now, as JSON; an absent queue holds none."""
+    messages: list[dict[str, Any]] = []
+    try:
+        while True:
+            batch = list(client.receive_messages(max_messages=32, visibility_timeout=300))
+            if not batch:
+                return messages
+            for message in batch:
+                messages.append(json.loads(message.content))
+                client.delete_message(message)
+    except ResourceNotFoundError:
+        return messages

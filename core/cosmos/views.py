@@ -38,7 +38,7 @@ class CosmosViewStore:
         keys = frozenset((str(entry[0]), str(entry[1])) for entry in body.get("entries", []))
         return Projection(version=int(body["version"]), keys=keys, etag=body["_etag"])
 
-    def save_projection(self, pk: str, assignment_id: str, projection: Projection) -> None:
+    def save_projection(self, pk: str, assignment_id: str, projection: Projection) -> str:
         body = {
             "id": assignment_id,
             "pk": pk,
@@ -49,11 +49,12 @@ class CosmosViewStore:
         conflict = ConcurrencyConflict(f"the projection of {assignment_id} was written concurrently")
         with self._errors(on_conflict=conflict):
             if projection.etag is None:
-                self._container.create_item(body)
+                saved = self._container.create_item(body)
             else:
-                self._container.replace_item(
+                saved = self._container.replace_item(
                     assignment_id, body, etag=projection.etag, match_condition=MatchConditions.IfNotModified
                 )
+        return str(saved["_etag"])
 
     # --- entries ------------------------------------------------------------------------------------------
 

@@ -3,9 +3,11 @@
 The feed delivers at least once, reorders across partitions and, in latest-version mode, collapses
 intermediate versions (A → B → C may arrive as C alone). So the projector keeps, per assignment, which
 entries it wrote and at which version (`Projection`): an older or repeated version is skipped, and a newer
-one writes what it implies and removes what the last projected version implied and it does not. The record
-is replaced conditionally on its ETag; when another projector (a rebuild) got there first, this one re-reads
-the assignment and projects its current version, so every view converges to the latest document.
+one writes what it implies and removes what the last projected version implied and it does not. Entries it
+is about to add are named in the record before they are written, so a projection that dies half-way leaves
+nothing the next version cannot find and remove. The record is replaced conditionally on its ETag; when
+another projector (a rebuild) got there first, this one re-reads the assignment and projects its current
+version, so every view converges to the latest document.
 
 A notification is sent once per event, then recorded as sent: a redelivered, reordered or collapsed feed
 adds no message; only a crash between the send and the record repeats one, with the same `eventId`.
@@ -20,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from core.clock import Clock, utc_now
+from core.errors import ConcurrencyConflict
 from core.events import DOC_TYPE_EVENT, EventDocument
 from core.models import DOC_TYPE_ASSIGNMENT, AssignmentDocument, root_id_of
 from core.projections import DOC_TYPE_VIEW, ViewKey, projection_pk, view_entries
@@ -68,33 +71,69 @@ class FeedResult:
 # --- views ----------------------------------------------------------------------------------------------
 
 
-def project(document: AssignmentDocument, deps: FeedDeps, *, force: bool = False) -> bool:
+def project(
+    document: AssignmentDocument,
+    deps: FeedDeps,
+    *,
+    force: bool = False,
+    also_remove: frozenset[tuple[str, str]] = frozenset(),
+    written: set[tuple[str, str]] | None = None,
+) -> bool:
     """Bring the views to this version of the assignment; False when a newer or equal one is projected
-    (`force` rewrites an equal one, for rebuilds). `ConcurrencyConflict` when another projector saved first."""
+    (`force` rewrites an equal one, for rebuilds and repairs). Removes what the last projected version implied
+    and this one does not, and `also_remove` (what an earlier attempt wrote). Adds the keys it is about to
+    write to `written`. `ConcurrencyConflict` when another projector saved first."""
     pk = projection_pk(document.tenant_id, document.id)
     record = deps.views.read_projection(pk, document.id)
     if record is not None and (record.version > document.version or (record.version == document.version and not force)):
         return False
     entries = view_entries(document, deps.policy, now=deps.clock())
     keys = frozenset((entry.key.pk, entry.key.id) for entry in entries)
+    if written is not None:
+        written.update(keys)
+    known = record.keys if record else frozenset()
+    etag = record.etag if record else None
+    unrecorded = (keys | also_remove) - known
+    if unrecorded:
+        # Name the entries about to be written in the record first, at the version it had (0: none yet). A
+        # projection that dies after writing them (a killed host, Cosmos failing mid-way) leaves them listed,
+        # so whichever version comes next removes those it does not imply; unlisted, they would stay forever.
+        etag = deps.views.save_projection(
+            pk, document.id, Projection(record.version if record else 0, known | unrecorded, etag)
+        )
     for entry in entries:
         deps.views.upsert(entry.key.pk, entry.body)
-    for stale_pk, stale_id in sorted((record.keys if record else frozenset()) - keys):
+    for stale_pk, stale_id in sorted((known | also_remove) - keys):
         deps.views.delete(stale_pk, stale_id)
-    deps.views.save_projection(pk, document.id, Projection(document.version, keys, record.etag if record else None))
+    deps.views.save_projection(pk, document.id, Projection(document.version, keys, etag))
     return True
 
 
-def project_latest(tenant_id: str, assignment_id: str, deps: FeedDeps, first: AssignmentDocument | None = None) -> bool:
-    """Project the feed's document; on a lost race, the assignment as it is now."""
-    attempt = {"document": first}
+def project_latest(
+    tenant_id: str,
+    assignment_id: str,
+    deps: FeedDeps,
+    first: AssignmentDocument | None = None,
+    *,
+    force: bool = False,
+) -> bool:
+    """Project the feed's document (or the assignment as it is now). A projector that loses the race for the
+    record wrote while the winner did: its older entries may have overwritten the winner's, and it may have
+    written entries the winner's version does not imply. So the loser re-reads the assignment and rewrites its
+    current version even when that is the version projected (forced), removing whatever it wrote before."""
+    attempt: dict[str, Any] = {"document": first, "force": force}
+    written: set[tuple[str, str]] = set()
 
     def once() -> bool:
         document = attempt["document"] or deps.store.read(tenant_id, assignment_id)
         attempt["document"] = None
         if document is None:
             return False
-        return project(document, deps)
+        try:
+            return project(document, deps, force=attempt["force"], also_remove=frozenset(written), written=written)
+        except ConcurrencyConflict:
+            attempt["force"] = True
+            raise
 
     return retry_conflicts(once)
 
@@ -187,7 +226,7 @@ def rebuild(deps: FeedDeps) -> RebuildResult:
         documents, token = deps.store.scan_assignments(continuation_token=token)
         for document in documents:
             result.assignments += 1
-            if retry_conflicts(lambda document=document: project(document, deps, force=True)):  # type: ignore[misc]
+            if project_latest(document.tenant_id, document.id, deps, first=document, force=True):
                 result.written += 1
         if token is None:
             break
