@@ -96,11 +96,11 @@ def _act(entry: dict[str, Any], deps: SweepDeps, now: datetime) -> Decision | No
 
 def _count(result: SweepResult, decision: Decision) -> None:
     for event in decision.events:
-        if event.type is EventType.EXPIRED:
+        if event.type == EventType.EXPIRED:
             result.expired += 1
-        elif event.type is EventType.EXPIRING:
+        elif event.type == EventType.EXPIRING:
             result.expiring += 1
-        elif event.type is EventType.REMINDER:
+        elif event.type == EventType.REMINDER:
             result.reminded += 1
 
 
