@@ -563,6 +563,7 @@ class TestOpsSweep:
     @pytest.mark.parametrize(
         ("body", "content_type", "status", "code"),
         [
+            pytest.param(b'{"force": true}', "application/json", 422, "validationFailed", id="a-field"),
             pytest.param(b"[]", "application/json", 400, "invalidRequest", id="an-array"),
             pytest.param(b"null", "application/json", 400, "invalidRequest", id="null"),
             pytest.param(b"{", "application/json", 400, "invalidRequest", id="broken-json"),
