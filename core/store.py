@@ -165,8 +165,11 @@ class ViewStore(Protocol):
         """The status of every entry of a list, for counting."""
         ...
 
-    def due(self, bucket_pk: str, now: datetime, limit: int) -> list[dict[str, Any]]:
-        """Due-index entries of one bucket whose action time is at or before `now`."""
+    def due(
+        self, bucket_pk: str, now: datetime, limit: int, continuation_token: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page (at most `limit`) of the due-index entries of one bucket whose action time is at or before
+        `now`, soonest first, and the token of the next page (None after the last)."""
         ...
 
     def count(self, pk: str) -> int: ...

@@ -104,6 +104,26 @@ def _count(result: SweepResult, decision: Decision) -> None:
             result.reminded += 1
 
 
+def _act_on_page(
+    entries: list[dict[str, Any]], deps: SweepDeps, now: datetime, deadline: float, result: SweepResult
+) -> bool:
+    """Act on each entry of one page until the deadline; True when time ran out (the rest is `remaining`)."""
+    for number, entry in enumerate(entries):
+        if deps.monotonic() >= deadline:
+            result.remaining += len(entries) - number
+            return True
+        try:
+            decision = _act(entry, deps, now)
+        except DomainError as error:
+            # One assignment that cannot be swept now (an outage, a lost race storm) waits for the next.
+            log.warning("sweep: %s %s not swept: %s", entry.get("tenantId"), entry.get("assignmentId"), error)
+            result.remaining += 1
+            continue
+        if decision is not None:
+            _count(result, decision)
+    return False
+
+
 def sweep(deps: SweepDeps) -> SweepResult:
     now = deps.clock()
     deadline = deps.monotonic() + deps.max_seconds
@@ -115,22 +135,15 @@ def sweep(deps: SweepDeps) -> SweepResult:
     for bucket in _hours(start, current):
         result.buckets += 1
         out_of_time = False
-        entries = deps.views.due(due_pk(bucket), now, BATCH)
-        result.read += len(entries)
-        for number, entry in enumerate(entries):
-            if deps.monotonic() >= deadline:
-                result.remaining += len(entries) - number
-                out_of_time = True
+        token: str | None = None
+        # Page by page: a bucket may hold more due entries than a page, and the ones acted on stay in it until
+        # the projector moves them, so reading the first page again would only find those again.
+        while not out_of_time:
+            entries, token = deps.views.due(due_pk(bucket), now, BATCH, token)
+            result.read += len(entries)
+            out_of_time = _act_on_page(entries, deps, now, deadline, result)
+            if token is None:
                 break
-            try:
-                decision = _act(entry, deps, now)
-            except DomainError as error:
-                # One assignment that cannot be swept now (an outage, a lost race storm) waits for the next.
-                log.warning("sweep: %s %s not swept: %s", entry.get("tenantId"), entry.get("assignmentId"), error)
-                result.remaining += 1
-                continue
-            if decision is not None:
-                _count(result, decision)
         if out_of_time:
             break
         # Only a past bucket left empty lets the cursor pass it; the current hour may still fill.

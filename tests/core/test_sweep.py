@@ -25,6 +25,7 @@ from azure.storage.queue import QueueClient
 from core.aggregate import SYSTEM_ACTOR
 from core.bootstrap import Runtime
 from core.projections import due_bucket, due_pk
+from core.services import sweep as sweep_module
 from core.services.sweep import SweepResult, sweep
 from core.settings import Settings
 from core.store import SweepState
@@ -510,6 +511,21 @@ class TestCursor:
         second = run(timed)
         assert counts(second) == did(expired=first.remaining)
         assert all(stored_doc(timed, assignment_id).status == "expired" for assignment_id in ids)
+
+    def test_a_bucket_with_more_due_than_a_page_is_swept_whole(
+        self, timed: FunctionCaller, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(sweep_module, "BATCH", 2)
+        ids = [make(timed, expires=T0 + timedelta(minutes=10 + n)) for n in range(5)]
+        clock.to(T0 + timedelta(hours=1))
+        result = run(timed)
+        assert counts(result) == did(expired=5)
+        assert result.read == 5
+        assert all(stored_doc(timed, assignment_id).status == "expired" for assignment_id in ids)
+        # Before the feed moves them, the acted-on entries are still filed: a sweep re-reads them all and acts
+        # on none, however many pages they fill (no page is read twice, none is skipped).
+        again = run(timed)
+        assert (counts(again), again.read) == (nothing(), 5)
 
 
 # --- POST /ops/sweep -----------------------------------------------------------------------------------------
