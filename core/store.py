@@ -172,7 +172,9 @@ class ViewStore(Protocol):
         `now`, soonest first, and the token of the next page (None after the last)."""
         ...
 
-    def count(self, pk: str) -> int: ...
+    def count(self, pk: str, *, due_by: datetime | None = None) -> int:
+        """The entries of one partition; with `due_by`, only due-index entries due at or before it."""
+        ...
 
     def scan(self, *, continuation_token: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """Every view entry and record, a page at a time (for rebuilds and audits; cross-partition)."""

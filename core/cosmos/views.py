@@ -136,9 +136,15 @@ class CosmosViewStore:
             token = pages.continuation_token
         return items, token or None
 
-    def count(self, pk: str) -> int:
+    def count(self, pk: str, *, due_by: Any = None) -> int:
+        sql, parameters = "SELECT VALUE COUNT(1) FROM c", {}
+        if due_by is not None:
+            sql += " WHERE c.docType = @docType AND c.dueAt <= @now"
+            parameters = {"@docType": DOC_TYPE_VIEW, "@now": format_timestamp(due_by)}
         with self._errors():
-            counted: list[Any] = list(self._container.query_items("SELECT VALUE COUNT(1) FROM c", partition_key=pk))
+            counted: list[Any] = list(
+                self._container.query_items(sql, parameters=_params(parameters), partition_key=pk)
+            )
         return int(counted[0]) if counted else 0
 
     def scan(self, *, continuation_token: str | None) -> tuple[list[dict[str, Any]], str | None]:

@@ -124,6 +124,15 @@ def _act_on_page(
     return False
 
 
+def _not_reached(deps: SweepDeps, now: datetime, unread_pages_of: str | None, read: int, later: list[str]) -> int:
+    """What time ran out for beyond the page at hand: the unread pages of that bucket (all its due entries but
+    the `read` ones), and every later bucket up to now. A count, not a read: it costs one query per bucket."""
+    left = 0
+    if unread_pages_of is not None:
+        left += max(0, deps.views.count(due_pk(unread_pages_of), due_by=now) - read)
+    return left + sum(deps.views.count(due_pk(bucket), due_by=now) for bucket in later)
+
+
 def sweep(deps: SweepDeps) -> SweepResult:
     now = deps.clock()
     deadline = deps.monotonic() + deps.max_seconds
@@ -132,19 +141,22 @@ def sweep(deps: SweepDeps) -> SweepResult:
     current = due_bucket(now)
     start = state.cursor if state is not None and state.cursor else due_bucket(now - FIRST_LOOKBACK)
     cursor, empty_so_far = start, True
-    for bucket in _hours(start, current):
+    buckets = _hours(start, current)
+    for index, bucket in enumerate(buckets):
         result.buckets += 1
-        out_of_time = False
+        out_of_time, read_here = False, 0
         token: str | None = None
         # Page by page: a bucket may hold more due entries than a page, and the ones acted on stay in it until
         # the projector moves them, so reading the first page again would only find those again.
         while not out_of_time:
             entries, token = deps.views.due(due_pk(bucket), now, BATCH, token)
             result.read += len(entries)
+            read_here += len(entries)
             out_of_time = _act_on_page(entries, deps, now, deadline, result)
             if token is None:
                 break
         if out_of_time:
+            result.remaining += _not_reached(deps, now, bucket if token else None, read_here, buckets[index + 1 :])
             break
         # Only a past bucket left empty lets the cursor pass it; the current hour may still fill.
         if empty_so_far and bucket < current and deps.views.count(due_pk(bucket)) == 0:

@@ -512,6 +512,24 @@ class TestCursor:
         assert counts(second) == did(expired=first.remaining)
         assert all(stored_doc(timed, assignment_id).status == "expired" for assignment_id in ids)
 
+    def test_remaining_counts_what_is_due_in_the_buckets_not_reached(
+        self, timed: FunctionCaller, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(sweep_module, "BATCH", 2)
+        # Before-due reminders filed in two hours: three at T0 (two pages), two an hour later.
+        ids = [make(timed, due=T0 + LEAD + timedelta(minutes=10 + n)) for n in range(3)]
+        ids += [make(timed, due=T0 + LEAD + timedelta(hours=1, minutes=10 + n)) for n in range(2)]
+        assert {due_entries(timed, assignment_id)[0][0] for assignment_id in ids} == {
+            due_pk(due_bucket(T0)),
+            due_pk(due_bucket(T0 + timedelta(hours=1))),
+        }
+        clock.to(T0 + timedelta(hours=2))
+        ticks = iter(range(1000))
+        first = run(timed, max_seconds=2, monotonic=lambda: float(next(ticks)))  # time for one action
+        assert counts(first) == did(reminded=1, remaining=4)
+        second = run(timed)
+        assert counts(second) == did(reminded=4)
+
     def test_a_bucket_with_more_due_than_a_page_is_swept_whole(
         self, timed: FunctionCaller, clock: Clock, monkeypatch: pytest.MonkeyPatch
     ) -> None:
