@@ -6,8 +6,9 @@ due by now, so its cost grows with what is due (and the hours crossed), never wi
 scans the assignments container. For each due entry it reads the assignment and runs the aggregate's
 `timer` operation, which re-decides from that document and writes conditionally on its ETag: two sweeps at
 once, a sweep re-run after a crash, or a sweep racing a user's write, act once. The cursor moves past a
-bucket only once the bucket is empty (the projector empties it as it moves each entry on), so nothing due
-is ever skipped. A sweep stops after `SWEEP_MAX_SECONDS` and leaves the rest, counted as `remaining`.
+bucket only once the bucket is empty (the projector empties it as it moves each entry on) and its hour ended
+more than `CURSOR_GRACE` ago (a projector may still be writing into it), so nothing due is ever skipped. A
+sweep stops after `SWEEP_MAX_SECONDS` and leaves the rest, counted as `remaining`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ log = logging.getLogger("assignments.sweep")
 FIRST_LOOKBACK = timedelta(days=7)
 # Entries read from one bucket at a time.
 BATCH = 200
+# The cursor passes an hour only once it ended this long ago. The projector files an action already past in the
+# hour its own clock reads, and writes a moment later: one that read 09:59:59 may write after a sweep at 10:00:01
+# found 09 empty. Within this margin (its latency, and clock skew between instances) the entry is still read.
+CURSOR_GRACE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,7 @@ def sweep(deps: SweepDeps) -> SweepResult:
     deadline = deps.monotonic() + deps.max_seconds
     result = SweepResult()
     state = deps.views.read_sweep_state()
-    current = due_bucket(now)
+    current, settled = due_bucket(now), due_bucket(now - CURSOR_GRACE)
     start = state.cursor if state is not None and state.cursor else due_bucket(now - FIRST_LOOKBACK)
     cursor, empty_so_far = start, True
     buckets = _hours(start, current)
@@ -158,8 +163,9 @@ def sweep(deps: SweepDeps) -> SweepResult:
         if out_of_time:
             result.remaining += _not_reached(deps, now, bucket if token else None, read_here, buckets[index + 1 :])
             break
-        # Only a past bucket left empty lets the cursor pass it; the current hour may still fill.
-        if empty_so_far and bucket < current and deps.views.count(due_pk(bucket)) == 0:
+        # Only a bucket left empty, and past by more than the grace, lets the cursor pass it: the current hour may
+        # still fill, and so may the last one, by a projector that read its clock just before it ended.
+        if empty_so_far and bucket < settled and deps.views.count(due_pk(bucket)) == 0:
             cursor = _hours(bucket, current)[1]
         else:
             empty_so_far = False

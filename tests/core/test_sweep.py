@@ -500,6 +500,22 @@ class TestCursor:
         third = run(timed)
         assert third.buckets == 1, "a later sweep starts from the cursor"
 
+    def test_an_action_filed_into_the_hour_the_cursor_just_left_is_still_swept(
+        self, timed: FunctionCaller, clock: Clock
+    ) -> None:
+        """The projector files a past action in the hour its clock reads; if it read 09:59:59 and wrote after a
+        sweep at 10:00:01 found 09 empty and moved the cursor to 10, the entry would sit behind the cursor."""
+        created = create(timed, new_body(dueAt=iso(T0 + LEAD + timedelta(minutes=30))))
+        assert created.status == 201, created.body
+        assignment_id = str(created.json()["id"])
+        clock.to(T0 + timedelta(hours=1, seconds=1))
+        assert counts(run(timed)) == nothing()  # the write is not in the due index yet: a view
+        clock.to(T0 + timedelta(minutes=59, seconds=59))  # the projector's clock, read before that sweep's
+        catch_up(timed)
+        assert due_entries(timed, assignment_id) == [(due_pk(due_bucket(T0)), iso(T0 + timedelta(minutes=30)))]
+        clock.to(T0 + timedelta(hours=1, minutes=1))
+        assert counts(run(timed)) == did(reminded=1)
+
     def test_sweep_max_seconds_leaves_the_rest_as_remaining(self, timed: FunctionCaller, clock: Clock) -> None:
         ids = [make(timed, expires=T0 + timedelta(minutes=10 + n)) for n in range(5)]
         clock.to(T0 + timedelta(hours=1))
