@@ -12,24 +12,31 @@ With D = `dueAt`, E = `expiresAt`: the policy is lead 48 h, repeat 12 h, warning
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
+import multiprocessing
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient
 
-from core.aggregate import SYSTEM_ACTOR
-from core.bootstrap import Runtime
+from core.aggregate import SYSTEM_ACTOR, Decision
+from core.bootstrap import Runtime, set_runtime
+from core.errors import ConcurrencyConflict
+from core.models import AssignmentDocument, IdempotencyRecord
 from core.projections import due_bucket, due_pk
+from core.queues import MessageQueue
 from core.services import sweep as sweep_module
+from core.services.projection import FeedDeps
 from core.services.sweep import SweepResult, sweep
 from core.settings import Settings
-from core.store import SweepState
-from localhost.stack import make_settings
+from core.store import AssignmentStore, SweepState
+from localhost.stack import IsolatedSettings, make_settings
 from tests.support.api import (
     ASSIGNEE,
     ASSIGNEE_OID,
@@ -633,3 +640,235 @@ class TestOpsSweep:
             timed, timed.tokens.user(ORIGINATOR), body=b'{"force": true}', content_type="application/json"
         )
         assert_problem(response, 403, "forbidden")
+
+
+# --- overlapping sweeps, and crashes -------------------------------------------------------------------------
+
+SWEEPS = 4
+
+
+class Crash(BaseException):
+    """The process dies here: nothing in the service catches it."""
+
+
+class LockstepStore:
+    """The real store, except that each sweep's first read of an assignment waits until every sweep has read it:
+    all decide from the same version, so all but one lose the conditional write (counted in `lost`)."""
+
+    def __init__(self, inner: AssignmentStore, barrier: Any) -> None:
+        self._inner = inner
+        self._barrier = barrier
+        self._seen: set[str] = set()
+        self.lost = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def read(self, tenant_id: str, assignment_id: str) -> AssignmentDocument | None:
+        document = self._inner.read(tenant_id, assignment_id)
+        if assignment_id not in self._seen:
+            self._seen.add(assignment_id)
+            # A sweep that falls behind breaks the barrier for all: the sweeps then merely overlap.
+            with contextlib.suppress(threading.BrokenBarrierError):
+                self._barrier.wait(timeout=20)
+        return document
+
+    def write(self, decision: Decision, *, etag: str, record: IdempotencyRecord | None = None) -> AssignmentDocument:
+        try:
+            return self._inner.write(decision, etag=etag, record=record)
+        except ConcurrencyConflict:
+            self.lost += 1
+            raise
+
+
+def seed_everything_due(app: FunctionCaller, clock: Clock) -> tuple[dict[str, list[str]], datetime]:
+    """Four assignments each due for a reminder, an expiry warning and expiry, at distinct times; and a moment
+    at which all twelve actions are due."""
+    ids: dict[str, list[str]] = {"reminder": [], "expiring": [], "expired": []}
+    for n in range(4):
+        ids["reminder"].append(make(app, due=T0 + timedelta(hours=3, minutes=n)))
+        ids["expiring"].append(make(app, expires=T0 + timedelta(hours=5, minutes=n)))
+        ids["expired"].append(make(app, expires=T0 + timedelta(minutes=30 + n)))
+    return ids, T0 + timedelta(hours=1)
+
+
+def assert_each_action_once_and_each_message_sent(
+    app: FunctionCaller, ids: dict[str, list[str]], results: list[dict[str, int]]
+) -> None:
+    totals = {name: sum(result[name] for result in results) for name in ("expired", "expiring", "reminded")}
+    assert totals == {"expired": 4, "expiring": 4, "reminded": 4}, results
+    assert all(result["remaining"] == 0 for result in results), results
+    for event_type, assignment_ids in ids.items():
+        for assignment_id in assignment_ids:
+            document = stored_doc(app, assignment_id)
+            assert event_types(app, assignment_id).count(event_type) == 1
+            assert document.version == 2, "one timer write"
+            assert document.reminders_sent == (1 if event_type == "reminder" else 0)
+    catch_up(app)
+    inbox = Notifications(app)
+    for event_type, assignment_ids in ids.items():
+        for assignment_id in assignment_ids:
+            (event_id,) = event_ids(app, assignment_id, event_type)
+            sent = inbox.of(assignment_id, event_type)
+            assert len(sent) >= 1
+            assert {message["eventId"] for message in sent} == {event_id}
+
+
+class TestOverlappingSweeps:
+    def test_sweeps_on_four_threads_act_once_each(
+        self, timed: FunctionCaller, timed_settings: Settings, clock: Clock
+    ) -> None:
+        ids, moment = seed_everything_due(timed, clock)
+        clock.to(moment)
+        barrier = threading.Barrier(SWEEPS)
+        stores = [LockstepStore(Runtime(timed_settings, clock=clock).store, barrier) for _ in range(SWEEPS)]
+        results: list[dict[str, int]] = []
+
+        def one_sweep(store: LockstepStore) -> None:
+            deps = dataclasses.replace(timed.runtime.sweep_deps(), store=cast(AssignmentStore, store))
+            results.append(sweep(deps).to_json())
+
+        threads = [threading.Thread(target=one_sweep, args=(store,)) for store in stores]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert len(results) == SWEEPS, "a sweep failed"
+        assert sum(store.lost for store in stores) >= SWEEPS - 1, "the sweeps raced for at least one assignment"
+        assert_each_action_once_and_each_message_sent(timed, ids, results)
+
+    def test_sweeps_in_three_processes_act_once_each(
+        self, timed: FunctionCaller, timed_settings: Settings, clock: Clock
+    ) -> None:
+        workers = 3
+        ids, moment = seed_everything_due(timed, clock)
+        context = multiprocessing.get_context("spawn")
+        barrier, outcomes = context.Barrier(workers), context.Queue()
+        processes = [
+            context.Process(
+                target=_sweep_in_another_process, args=(timed_settings.model_dump(), moment, barrier, outcomes)
+            )
+            for _ in range(workers)
+        ]
+        for process in processes:
+            process.start()
+        reported = [outcomes.get(timeout=180) for _ in processes]
+        for process in processes:
+            process.join(timeout=30)
+            assert process.exitcode == 0
+        results = [result for result, _ in reported]
+        assert sum(lost for _, lost in reported) >= workers - 1, "the sweeps raced for at least one assignment"
+        assert_each_action_once_and_each_message_sent(timed, ids, results)
+
+
+def _sweep_in_another_process(settings_fields: dict[str, Any], moment: datetime, barrier: Any, outcomes: Any) -> None:
+    """One OS process: its own Runtime (Cosmos client) on the shared emulator, its clock at `moment`."""
+    runtime = Runtime(IsolatedSettings(**settings_fields), clock=Clock(moment))
+    set_runtime(runtime)
+    runtime.store.ping()  # warm up: the containers ensured before the race
+    store = LockstepStore(runtime.store, barrier)
+    result = sweep(dataclasses.replace(runtime.sweep_deps(), store=cast(AssignmentStore, store)))
+    outcomes.put((result.to_json(), store.lost))
+
+
+class StoreThatDies:
+    """The real store, in a process that dies just before or just after its first write commits."""
+
+    def __init__(self, inner: AssignmentStore, *, after_commit: bool) -> None:
+        self._inner = inner
+        self._after_commit = after_commit
+        self.died = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def write(self, decision: Decision, *, etag: str, record: IdempotencyRecord | None = None) -> AssignmentDocument:
+        if self.died:
+            return self._inner.write(decision, etag=etag, record=record)
+        self.died = True
+        if not self._after_commit:
+            raise Crash("the sweep died before its write")
+        self._inner.write(decision, etag=etag, record=record)
+        raise Crash("the sweep died after its write committed")
+
+
+class QueueThatDies:
+    """The notifications queue, in a notifier that dies once per event type listed: before sending, or after
+    sending and before the feed records the message as sent."""
+
+    def __init__(self, inner: MessageQueue, *, before_send: str = "", after_send: str = "") -> None:
+        self._inner = inner
+        self._before, self._after = before_send, after_send
+        self._died: set[str] = set()
+
+    def send(self, message: dict[str, Any]) -> None:
+        kind = str(message["type"])
+        if kind == self._before and kind not in self._died:
+            self._died.add(kind)
+            raise Crash("the notifier died before sending")
+        self._inner.send(message)
+        if kind == self._after and kind not in self._died:
+            self._died.add(kind)
+            raise Crash("the notifier died after sending")
+
+
+class RuntimeWithQueue(Runtime):
+    """A Runtime whose change-feed functions send through `queue`."""
+
+    queue: MessageQueue
+
+    def feed_deps(self) -> FeedDeps:
+        return dataclasses.replace(super().feed_deps(), queue=self.queue)
+
+
+class TestCrashes:
+    @pytest.mark.parametrize("after_commit", [False, True], ids=["before-the-write", "after-the-write"])
+    def test_a_sweep_that_dies_around_its_write_acts_once_and_the_message_still_goes(
+        self, timed: FunctionCaller, clock: Clock, after_commit: bool
+    ) -> None:
+        assignment_id = make(timed, expires=T0 + timedelta(minutes=30))
+        clock.to(T0 + timedelta(hours=1))
+        dying = StoreThatDies(timed.runtime.store, after_commit=after_commit)
+        with pytest.raises(Crash):
+            run(timed, store=cast(AssignmentStore, dying))
+        assert stored_doc(timed, assignment_id).status == ("expired" if after_commit else "pending")
+        # The timer runs again (the next occurrence, or its retry): it re-judges the assignment as it is now.
+        assert counts(run(timed)) == (nothing() if after_commit else did(expired=1))
+        assert event_types(timed, assignment_id).count("expired") == 1
+        catch_up(timed)
+        (message,) = Notifications(timed).of(assignment_id, "expired")
+        assert [message["eventId"]] == event_ids(timed, assignment_id, "expired")
+
+    def test_a_notifier_that_dies_between_sending_and_recording_repeats_the_message_with_its_event_id(
+        self, own_runtime: InstallRuntime, timed_settings: Settings, clock: Clock
+    ) -> None:
+        runtime = RuntimeWithQueue(timed_settings, clock=clock)
+        runtime.queue = QueueThatDies(runtime.notifications, after_send="reminder")
+        app = own_runtime(runtime)
+        start_at(app, T0)
+        assignment_id = make(app, due=T0 + timedelta(hours=3))
+        assert counts(run(app)) == did(reminded=1)
+        with pytest.raises(Crash):
+            catch_up(app)
+        catch_up(app)  # the feed delivers the batch again: its checkpoint never moved
+        catch_up(app)
+        (event_id,) = event_ids(app, assignment_id, "reminder")
+        sent = Notifications(app).of(assignment_id, "reminder")
+        assert [message["eventId"] for message in sent] == [event_id, event_id]
+
+    def test_a_notifier_that_dies_before_sending_loses_nothing(
+        self, own_runtime: InstallRuntime, timed_settings: Settings, clock: Clock
+    ) -> None:
+        runtime = RuntimeWithQueue(timed_settings, clock=clock)
+        runtime.queue = QueueThatDies(runtime.notifications, before_send="expired")
+        app = own_runtime(runtime)
+        start_at(app, T0)
+        assignment_id = make(app, expires=T0 + timedelta(minutes=30))
+        clock.to(T0 + timedelta(hours=1))
+        assert counts(run(app)) == did(expired=1)
+        with pytest.raises(Crash):
+            catch_up(app)
+        catch_up(app)
+        catch_up(app)
+        (event_id,) = event_ids(app, assignment_id, "expired")
+        assert [message["eventId"] for message in Notifications(app).of(assignment_id, "expired")] == [event_id]
