@@ -166,7 +166,8 @@ def filed_at(moment: datetime) -> list[tuple[str, str]]:
 
 
 class Notifications:
-    """The notifications queue, as a consumer sees it: base64 JSON, as the Functions queue trigger reads it."""
+    """The notifications queue, as a consumer sees it: base64 JSON, as the Functions queue trigger reads it.
+    Messages are received (hidden for an hour), not peeked (at most 32): use one of these per test."""
 
     def __init__(self, app: FunctionCaller) -> None:
         settings = app.runtime.settings
@@ -670,7 +671,7 @@ class LockstepStore:
             self._seen.add(assignment_id)
             # A sweep that falls behind breaks the barrier for all: the sweeps then merely overlap.
             with contextlib.suppress(threading.BrokenBarrierError):
-                self._barrier.wait(timeout=20)
+                self._barrier.wait(timeout=60)
         return document
 
     def write(self, decision: Decision, *, etag: str, record: IdempotencyRecord | None = None) -> AssignmentDocument:
