@@ -166,11 +166,16 @@ class ViewStore(Protocol):
         """The status of every entry of a list, for counting."""
         ...
 
-    def due(self, bucket_pk: str, now: datetime, limit: int) -> list[dict[str, Any]]:
-        """Due-index entries of one bucket whose action time is at or before `now`."""
+    def due(
+        self, bucket_pk: str, now: datetime, limit: int, continuation_token: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page (at most `limit`) of the due-index entries of one bucket whose action time is at or before
+        `now`, soonest first, and the token of the next page (None after the last)."""
         ...
 
-    def count(self, pk: str) -> int: ...
+    def count(self, pk: str, *, due_by: datetime | None = None) -> int:
+        """The entries of one partition; with `due_by`, only due-index entries due at or before it."""
+        ...
 
     def scan(self, *, continuation_token: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """Every view entry and record, a page at a time (for rebuilds and audits; cross-partition)."""

@@ -8,11 +8,17 @@ import azure.functions as func
 
 from core.auth import require_admin
 from core.bootstrap import get_runtime
+from core.models import RequestModel
+from core.services.pipeline import parse_model
 from core.services.sweep import sweep
 from triggers.http_support import authenticate, http_function, json_body, json_response
 
 bp = func.Blueprint()
 log = logging.getLogger("assignments.timer")
+
+
+class SweepRequest(RequestModel):
+    """The body of `POST /ops/sweep`: none, or `{}`; any field is unknown (422)."""
 
 
 @bp.function_name("sweep_due")
@@ -29,7 +35,8 @@ def sweep_due(timer: func.TimerRequest) -> None:
 def run_sweep(req: func.HttpRequest) -> func.HttpResponse:
     principal, runtime = authenticate(req)
     require_admin(principal)
-    json_body(req, allow_empty=True)  # no body, or `{}`; anything else is refused like any other body
+    # No body, or `{}`; anything else is refused like any other body (400 not an object, 422 a field).
+    parse_model(SweepRequest, json_body(req, allow_empty=True) or {})
     result = sweep(runtime.sweep_deps())
     log.info("sweep (ops): %s", json.dumps(result.to_json()))
     return json_response(result.to_json())

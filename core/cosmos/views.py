@@ -124,18 +124,28 @@ class CosmosViewStore:
                 )
             ]
 
-    def due(self, bucket_pk: str, now: Any, limit: int) -> list[dict[str, Any]]:
+    def due(
+        self, bucket_pk: str, now: Any, limit: int, continuation_token: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
         sql = "SELECT * FROM c WHERE c.docType = @docType AND c.dueAt <= @now ORDER BY c.dueAt ASC"
         parameters = {"@docType": DOC_TYPE_VIEW, "@now": format_timestamp(now)}
         with self._errors():
             pages: Any = self._container.query_items(
                 sql, parameters=_params(parameters), partition_key=bucket_pk, max_item_count=limit
-            ).by_page()
-            return list(next(pages, []))
+            ).by_page(continuation_token)
+            items = list(next(pages, []))
+            token = pages.continuation_token
+        return items, token or None
 
-    def count(self, pk: str) -> int:
+    def count(self, pk: str, *, due_by: Any = None) -> int:
+        sql, parameters = "SELECT VALUE COUNT(1) FROM c", {}
+        if due_by is not None:
+            sql += " WHERE c.docType = @docType AND c.dueAt <= @now"
+            parameters = {"@docType": DOC_TYPE_VIEW, "@now": format_timestamp(due_by)}
         with self._errors():
-            counted: list[Any] = list(self._container.query_items("SELECT VALUE COUNT(1) FROM c", partition_key=pk))
+            counted: list[Any] = list(
+                self._container.query_items(sql, parameters=_params(parameters), partition_key=pk)
+            )
         return int(counted[0]) if counted else 0
 
     def scan(self, *, continuation_token: str | None) -> tuple[list[dict[str, Any]], str | None]:
