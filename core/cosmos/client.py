@@ -34,6 +34,14 @@ log = logging.getLogger("assignments.cosmos")
 # Throttling is answered by telling the caller when to come back, not by holding the request open
 # through the SDK's own long retry loop.
 _MAX_THROTTLE_RETRIES = 2
+# An account that accepts the connection and then says nothing (overloaded, partitioned, a frozen process) is an
+# outage, answered as 503 with Retry-After within seconds, not a request held open. The SDK waits 65 s for a
+# response and sends a read twice more, over three minutes, while Cosmos answers a point operation in
+# milliseconds and a query page within a few seconds. A read or a query page is sent once more (which also
+# recovers a pooled connection the server closed); a write never is, since one that timed out may still be
+# applied (a client resends it with its Idempotency-Key). So one call waits at most 2 x 4 s, a write 4 s.
+READ_TIMEOUT_SECONDS = 4
+_READ_RETRIES = 1
 # Cosmos's sub-status for "the owner resource (database or container) does not exist".
 SUBSTATUS_OWNER_MISSING = 1003
 
@@ -199,6 +207,8 @@ def make_cosmos_client(
         "retry_total": _MAX_THROTTLE_RETRIES,
         "retry_backoff_max": 2,
         "connection_timeout": 5,
+        "read_timeout": READ_TIMEOUT_SECONDS,
+        "retry_read": _READ_RETRIES,
         "transport": _transport(),
     }
     if counter is not None:

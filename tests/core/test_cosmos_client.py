@@ -1,24 +1,34 @@
 """The Cosmos client reads the environment's proxy and CA settings once, when it is built, not on every
 request, and still honours them: requests go through a configured proxy, hosts NO_PROXY names go direct,
-and the CA bundle is used wherever certificates are verified."""
+and the CA bundle is used wherever certificates are verified. An account that stops answering fails each
+call within a few seconds, as 503."""
 
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+from azure.cosmos import PartitionKey
 
 from core.bootstrap import Runtime
-from core.cosmos.client import EnvironmentOnceSession, make_cosmos_client
+from core.cosmos.client import (
+    READ_TIMEOUT_SECONDS,
+    EnvironmentOnceSession,
+    make_cosmos_client,
+    translate_cosmos_errors,
+)
 from core.errors import ServiceUnavailable
+from tests.support.services import start_cosmos
 
 ENVIRONMENT = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 _HOP_BY_HOP = {"connection", "proxy-connection", "keep-alive", "transfer-encoding", "host", "content-length"}
@@ -187,3 +197,49 @@ def test_the_ca_bundle_is_read_once_and_applies_where_certificates_are_verified(
     assert session.merge_environment_settings(url, {}, None, True, None)["verify"] == "/etc/ssl/certs/requests.pem"
     assert session.merge_environment_settings(url, {}, None, False, None)["verify"] is False
     assert session.merge_environment_settings(url, {}, None, "/own.pem", None)["verify"] == "/own.pem"
+
+
+def test_a_cosmos_that_stops_answering_fails_each_call_within_its_bound_as_service_unavailable() -> None:
+    """A frozen account (SIGSTOP: connections are accepted, nothing is answered) is an outage the caller hears
+    of as 503 within seconds: a write after one read timeout (it is never resent: it may yet be applied), a
+    read or a query after two (it is resent once). The SDK's own default would hold each for 65 s, and resend
+    reads twice."""
+    cosmos = start_cosmos()
+    outcomes: dict[str, tuple[float, BaseException | None]] = {}
+    try:
+        client = make_cosmos_client(cosmos.endpoint, cosmos.key)
+        database = client.create_database_if_not_exists("frozen")
+        container = database.create_container_if_not_exists("items", partition_key=PartitionKey(path="/pk"))
+        container.upsert_item({"id": "a", "pk": "a"})
+        calls: dict[str, Callable[[], object]] = {
+            "read": lambda: container.read_item("a", partition_key="a"),
+            "query": lambda: list(container.query_items("SELECT * FROM c", partition_key="a")),
+            "write": lambda: container.upsert_item({"id": "b", "pk": "a"}),
+        }
+
+        def run(name: str) -> None:
+            started = time.monotonic()
+            try:
+                with translate_cosmos_errors(container="items"):
+                    calls[name]()
+            except BaseException as error:
+                outcomes[name] = (time.monotonic() - started, error)
+            else:
+                outcomes[name] = (time.monotonic() - started, None)
+
+        os.kill(cosmos.pid, signal.SIGSTOP)
+        threads = [threading.Thread(target=run, args=(name,), daemon=True) for name in calls]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=2 * READ_TIMEOUT_SECONDS + 5)
+    finally:
+        os.kill(cosmos.pid, signal.SIGCONT)
+        cosmos.stop()
+    bounds = {"read": 2 * READ_TIMEOUT_SECONDS, "query": 2 * READ_TIMEOUT_SECONDS, "write": READ_TIMEOUT_SECONDS}
+    for name, bound in bounds.items():
+        assert name in outcomes, f"{name} was still waiting after {2 * READ_TIMEOUT_SECONDS + 5} s"
+        elapsed, error = outcomes[name]
+        assert isinstance(error, ServiceUnavailable), (name, error)
+        assert error.retry_after >= 1
+        assert bound - 0.5 <= elapsed <= bound + 2, (name, elapsed)
