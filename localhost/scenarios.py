@@ -54,14 +54,19 @@ def key_of(upn: str) -> str:
 
 # --- the directory ------------------------------------------------------------------------------------
 
-_known: set[tuple[int, str, str]] = set()
+_known: set[tuple[str, str, str, str]] = set()
 _known_lock = threading.Lock()
+
+
+def _database_of(app: FunctionCaller) -> tuple[str, str]:
+    """What these caches are about: one account's database (a runtime's id may be reused once it is gone)."""
+    return app.runtime.settings.cosmos_endpoint, app.runtime.settings.cosmos_database
 
 
 def known_user(app: FunctionCaller, upn: str, *, tenant: str = TEST_TENANT) -> DirectoryUser:
     """An enabled directory user whose key is `key_of(upn)`; written once per runtime and tenant."""
     user = DirectoryUser(user_key=key_of(upn), upn=upn.lower(), display_name="A user", account_enabled=True)
-    marker = (id(app.runtime), tenant, user.upn)
+    marker = (*_database_of(app), tenant, user.upn)
     with _known_lock:
         if marker in _known:
             return user
@@ -366,7 +371,7 @@ class Collected(func.Out[T]):
         return self.value
 
 
-_feed_positions: dict[int, str] = {}
+_feed_positions: dict[tuple[str, str], str] = {}
 _feed_lock = threading.Lock()
 
 
@@ -376,7 +381,7 @@ def catch_up(app: FunctionCaller) -> int:
     container = app.runtime.assignments_container
     fed = 0
     with _feed_lock:
-        token = _feed_positions.get(id(app.runtime))
+        token = _feed_positions.get(_database_of(app))
         position: dict[str, Any] = {"continuation": token} if token else {"start_time": "Beginning"}
         for page in container.query_items_change_feed(max_item_count=100, **position).by_page():
             documents = list(page)
@@ -391,7 +396,7 @@ def catch_up(app: FunctionCaller) -> int:
                     app.functions["retry_changes"].call(message=message)
                 fed += len(documents)
         if token:
-            _feed_positions[id(app.runtime)] = token
+            _feed_positions[_database_of(app)] = token
     return fed
 
 

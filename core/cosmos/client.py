@@ -19,6 +19,7 @@ from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.transport import RequestsTransport
 from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
 from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosClientTimeoutError, CosmosHttpResponseError
+from requests.adapters import HTTPAdapter
 
 from core.errors import (
     ConcurrencyConflict,
@@ -163,6 +164,10 @@ class EnvironmentOnceSession(requests.Session):
     def __init__(self) -> None:
         super().__init__()
         self.trust_env = False
+        # One client serves every concurrent request of the process: requests' default pool of 10
+        # connections per host discarded connections under load (a new TLS handshake each, on Azure).
+        for scheme in ("https://", "http://"):
+            self.mount(scheme, HTTPAdapter(pool_connections=4, pool_maxsize=64))
         environment = urllib.request.getproxies()
         self.environment_no_proxy: str | None = environment.pop("no", None)
         self.environment_proxies: dict[str, str] = environment
