@@ -184,7 +184,7 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None
 
 class _ExportedFields(logging.Filter):
     """What an exported record adds for Application Insights: `InvocationId`, as the host's own lines carry it
-    (the portal's per-invocation view selects on it), and each mapping passed in `extra` as one property per
+    (so one query finds an invocation's lines from both), and each mapping passed in `extra` as one property per
     field (`request.route`, `request.status`, ...), since a property holds a single value; None fields are left
     out."""
 
