@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueServiceClient
 
+from core import telemetry
 from core.auth import JwksCache, Principal, TokenValidator, bearer_token
 from core.clock import Clock, utc_now
 from core.cosmos import (
@@ -239,6 +240,11 @@ class Runtime:
             )
         raise RuntimeError("Neither AzureWebJobsStorage nor AzureWebJobsStorage__accountName is set")
 
+    def configure_telemetry(self) -> bool:
+        """Application Insights for this process's own dependencies and logs (core/telemetry.py), when the
+        settings name a resource; once per process, and never raises."""
+        return telemetry.configure(self.settings.applicationinsights_connection_string, self._azure_credential)
+
     def _azure_credential(self) -> Any:
         """The managed identity in Azure (DefaultAzureCredential), built once and shared by clients."""
 
@@ -259,6 +265,7 @@ def get_runtime() -> Runtime:
     with _runtime_lock:
         if _runtime is None:
             _runtime = Runtime(get_settings())
+            _runtime.configure_telemetry()
         return _runtime
 
 

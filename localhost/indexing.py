@@ -12,6 +12,7 @@ import importlib
 import inspect
 import json
 import typing
+import uuid
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -39,7 +40,14 @@ class IndexedFunction:
         return next(b for b in self.raw_bindings if b["type"].endswith("Trigger"))
 
     def call(self, **kwargs: Any) -> Any:
-        return self.function.get_user_function()(**kwargs)
+        """Call the function with these arguments; one that takes `context` gets a fresh invocation's, as the
+        worker gives it, unless the caller passes its own."""
+        user_function = self.function.get_user_function()
+        if "context" in inspect.signature(user_function).parameters and "context" not in kwargs:
+            from localhost.invocation import LocalContext  # here: localhost.invocation imports this module
+
+            kwargs["context"] = LocalContext(self.name, str(uuid.uuid4()))
+        return user_function(**kwargs)
 
 
 def _find_app(module: ModuleType) -> FunctionRegister:

@@ -14,6 +14,7 @@ import typing
 
 import azure.functions as func
 
+from core import telemetry
 from core.bootstrap import get_runtime
 from core.services.projection import ChangeRef, handle_changes, retry_change
 
@@ -40,30 +41,43 @@ log = logging.getLogger("assignments.feed")
 @bp.retry(strategy="exponential_backoff", max_retry_count="8", minimum_interval="00:00:01", maximum_interval="00:01:00")
 @bp.queue_output(arg_name="retries", queue_name="%CHANGES_RETRY_QUEUE%", connection="AzureWebJobsStorage")
 # `typing.List`, not `list`: the binding registry's check recognises only typing's generics.
-def project_changes(documents: func.DocumentList, retries: func.Out[typing.List[str]]) -> None:  # noqa: UP006
-    result = handle_changes([document.to_dict() for document in documents], get_runtime().feed_deps())
-    if result.failed:
-        retries.set([json.dumps(ref.to_json()) for ref in result.failed])
-    log.info(
-        "change feed batch: %d documents, %d projected, %d skipped, %d notified, %d sent to retry",
-        len(documents),
-        result.projected,
-        result.skipped,
-        result.notified,
-        len(result.failed),
-    )
+def project_changes(
+    documents: func.DocumentList,
+    retries: func.Out[typing.List[str]],  # noqa: UP006
+    context: func.Context,
+) -> None:
+    with _invocation(context):
+        result = handle_changes([document.to_dict() for document in documents], get_runtime().feed_deps())
+        if result.failed:
+            retries.set([json.dumps(ref.to_json()) for ref in result.failed])
+        log.info(
+            "change feed batch: %d documents, %d projected, %d skipped, %d notified, %d sent to retry",
+            len(documents),
+            result.projected,
+            result.skipped,
+            result.notified,
+            len(result.failed),
+        )
 
 
 @bp.function_name("retry_changes")
 @bp.queue_trigger(arg_name="message", queue_name="%CHANGES_RETRY_QUEUE%", connection="AzureWebJobsStorage")
-def retry_changes(message: func.QueueMessage) -> None:
-    ref = ChangeRef.from_json(json.loads(message.get_body()))
-    result = retry_change(ref, get_runtime().feed_deps())
-    log.info(
-        "retried %s %s (attempt %d): %d projected, %d notified",
-        ref.doc_type,
-        ref.id,
-        message.dequeue_count or 0,
-        result.projected,
-        result.notified,
-    )
+def retry_changes(message: func.QueueMessage, context: func.Context) -> None:
+    with _invocation(context):
+        ref = ChangeRef.from_json(json.loads(message.get_body()))
+        result = retry_change(ref, get_runtime().feed_deps())
+        log.info(
+            "retried %s %s (attempt %d): %d projected, %d notified",
+            ref.doc_type,
+            ref.id,
+            message.dequeue_count or 0,
+            result.projected,
+            result.notified,
+        )
+
+
+def _invocation(context: func.Context) -> typing.ContextManager[str | None]:
+    """The host's invocation as the current trace context: the Cosmos DB and Storage calls made within it, and
+    the counts logged, join its operation in Application Insights (core/telemetry.py)."""
+    trace = context.trace_context
+    return telemetry.invocation(trace.trace_parent, trace.trace_state, context.invocation_id)

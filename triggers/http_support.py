@@ -4,7 +4,6 @@ boundary that turns any error into the route's documented error body."""
 from __future__ import annotations
 
 import contextvars
-import functools
 import json
 import logging
 import re
@@ -16,6 +15,7 @@ from typing import Any
 
 import azure.functions as func
 
+from core import telemetry
 from core.auth import Principal, require_access
 from core.bootstrap import Runtime, get_runtime
 from core.errors import FieldError, InvalidRequest, PayloadTooLarge, ValidationFailed
@@ -30,6 +30,9 @@ JSON_TYPES = ("application/json",)
 MERGE_PATCH_TYPES = ("application/merge-patch+json",)
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
+# What is registered: the handler inside its boundary, which also takes the invocation's `context` (the worker
+# passes one to a function with a `context: func.Context` parameter) for the trace context the host passes.
+Registered = Callable[[func.HttpRequest, func.Context], func.HttpResponse]
 
 
 @dataclass(frozen=True)
@@ -55,15 +58,15 @@ def _compile(template: str) -> re.Pattern[str]:
 
 def http_function(
     bp: func.Blueprint, name: str, method: func.HttpMethod, template: str, *, txn: bool = False
-) -> Callable[[Handler], Handler]:
+) -> Callable[[Handler], Registered]:
     """Register an anonymous HTTP function (the code validates tokens) under `name`, remember its route for
     405 answers, and wrap it in the error boundary of its family: problem+json, or the txn seed's body."""
     ROUTES.append(RouteTemplate(template, (method.value,), _compile(template)))
     label = f"{method.value} /{template}"
     boundary = txn_boundary(label) if txn else problem_boundary(label)
 
-    def register(handler: Handler) -> Handler:
-        registered: Handler = bp.function_name(name)(
+    def register(handler: Handler) -> Registered:
+        registered: Registered = bp.function_name(name)(
             bp.route(route=template, methods=[method], auth_level=func.AuthLevel.ANONYMOUS)(boundary(handler))
         )
         return registered
@@ -77,7 +80,8 @@ def allowed_methods(path: str) -> set[str]:
 
 
 def trace_id_of(req: func.HttpRequest) -> str:
-    """The W3C trace id when the caller (or the Functions host) sent one, else a fresh one."""
+    """The trace id of the caller's W3C `traceparent` when it sent one, else a fresh one: what a request gets
+    when the host passed no trace context of its own (the local host passes none)."""
     traceparent = str(req.headers.get("traceparent", ""))
     parts = traceparent.split("-")
     if len(parts) == 4 and len(parts[1]) == 32:
@@ -206,34 +210,47 @@ def _log_request(req: func.HttpRequest, record: RequestRecord, status: int, star
 
 def _boundary(
     route: str, render: Callable[[BaseException, func.HttpRequest], func.HttpResponse]
-) -> Callable[[Handler], Handler]:
-    def decorate(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        def wrapper(req: func.HttpRequest) -> func.HttpResponse:
-            record = RequestRecord(route=route, trace_id=trace_id_of(req))
-            token = _current.set(record)
-            started = time.perf_counter()
-            try:
-                response = handler(req)
-            except Exception as error:  # noqa: BLE001 - this is the boundary; the table decides
-                response = render(error, req)
-            finally:
-                _current.reset(token)
-            response.headers["X-Trace-Id"] = record.trace_id
-            _log_request(req, record, response.status_code, started)
-            return response
+) -> Callable[[Handler], Registered]:
+    """Wrap a handler: any error becomes `render`'s response, every response carries the trace id in
+    X-Trace-Id, and one line is logged per request.
 
+    The trace id is the one Application Insights shows as the request's operation id: the host's trace context
+    for the invocation (`context.trace_context.trace_parent`), which continues the caller's `traceparent` when it
+    sent a valid one and starts a new trace otherwise. Without one (the local host), the caller's `traceparent`,
+    else a fresh id. The block runs within that context (`telemetry.invocation`), so the dependencies it makes
+    and the records it logs join the host's request."""
+
+    def decorate(handler: Handler) -> Registered:
+        def wrapper(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+            trace = context.trace_context
+            with telemetry.invocation(trace.trace_parent, trace.trace_state, context.invocation_id) as trace_id:
+                record = RequestRecord(route=route, trace_id=trace_id or trace_id_of(req))
+                token = _current.set(record)
+                started = time.perf_counter()
+                try:
+                    response = handler(req)
+                except Exception as error:  # noqa: BLE001 - this is the boundary; the table decides
+                    response = render(error, req)
+                finally:
+                    _current.reset(token)
+                response.headers["X-Trace-Id"] = record.trace_id
+                _log_request(req, record, response.status_code, started)
+                return response
+
+        # The handler's names, not its signature: the worker and the local host read `wrapper`'s parameters.
+        for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
+            setattr(wrapper, attribute, getattr(handler, attribute))
         return wrapper
 
     return decorate
 
 
-def problem_boundary(route: str) -> Callable[[Handler], Handler]:
+def problem_boundary(route: str) -> Callable[[Handler], Registered]:
     """Any error raised by the handler becomes a problem+json response; unknown ones a 500 with an
     error-log id and nothing internal."""
     return _boundary(route, lambda error, req: problem_response(error, trace_id=current_trace_id(req), route=route))
 
 
-def txn_boundary(route: str) -> Callable[[Handler], Handler]:
+def txn_boundary(route: str) -> Callable[[Handler], Registered]:
     """The txn routes' boundary: the seed's `{errorKey, error}` body instead of problem+json."""
     return _boundary(route, lambda error, _req: txn_error_response(error, route=route))
