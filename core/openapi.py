@@ -21,16 +21,25 @@ import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal, NotRequired, Protocol
+from typing import Annotated, Any, Literal, NotRequired, Protocol
 
-from pydantic import ConfigDict, TypeAdapter, with_config
+from pydantic import ConfigDict, Field, TypeAdapter, WithJsonSchema, with_config
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import core_schema
 from typing_extensions import TypedDict
 
 from core import errors as e
 from core.auth import ROLE_ADMIN, ROLE_REPORT, SCOPE_READ_WRITE
-from core.hygiene import MAX_UPN_LENGTH, FreeText, Identifier, format_timestamp, normalize_upn
+from core.events import EventType
+from core.hygiene import (
+    MAX_TARGET_ID_LENGTH,
+    MAX_UPN_LENGTH,
+    FreeText,
+    Identifier,
+    Timestamp,
+    format_timestamp,
+    normalize_upn,
+)
 from core.models import (
     Assignment,
     CamelModel,
@@ -40,9 +49,14 @@ from core.models import (
     DelegateRequest,
     EventRequest,
     ListQuery,
+    ListRole,
+    PageQuery,
     PatchRequest,
     ReassignRequest,
     RejectRequest,
+    RosterQuery,
+    SummaryQuery,
+    TargetType,
     UserRequest,
 )
 from core.services.pipeline import ASSIGNMENT_ID_PATTERN, MAX_IDEMPOTENCY_KEY_LENGTH
@@ -67,6 +81,9 @@ EXAMPLE_ASSIGNEE = "grace@contoso.com"
 EXAMPLE_ASSIGNEE_KEY = "2f6a7c1e-8b4d-4e0a-9c3b-5d1e7f2a0002"
 EXAMPLE_DELEGATE = "alan@contoso.com"
 EXAMPLE_GROUP = "7d0e4f1a-5c2b-4a8e-9f3d-6b1c2a0e9d01"
+# The target of `demo-welcome` (grace's): a roster that holds something.
+EXAMPLE_TARGET_TYPE = "chat"
+EXAMPLE_TARGET_ID = "onboarding-chat"
 
 # What every timestamp looks like on the way out (docs/api-rules.md, "Model"): UTC, `Z`, milliseconds.
 TIMESTAMP_OUT_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
@@ -162,10 +179,94 @@ class TxnUnassignBody(TypedDict):
 
 
 class AssignmentPage(CamelModel):
-    """A page of `GET /assignments`: newest `createdAt` first; pass `continuationToken` back for the next."""
+    """A page of a list (`GET /assignments`, a target's roster), in the order `orderBy` asks: newest
+    `createdAt` first (the default) or soonest `dueAt` first; pass `continuationToken` back for the next."""
 
     items: list[Assignment]
     continuation_token: str | None
+
+
+@with_config(_FORBID)
+class SweepRequest(TypedDict):
+    """The body of `POST /ops/sweep`: none, or `{}`."""
+
+
+Count = Annotated[int, Field(ge=0)]
+
+
+@with_config(_FORBID)
+class SweepReport(TypedDict):
+    """What one sweep did: assignments expired, expiry warnings and reminders sent, and the due actions left
+    for the next sweep (`SWEEP_MAX_SECONDS` ran out)."""
+
+    expired: Count
+    expiring: Count
+    reminded: Count
+    remaining: Count
+
+
+# An item of `GET /assignments/{id}/history`. Functional syntax: `from` is a Python keyword.
+HistoryItem = TypedDict(
+    "HistoryItem",
+    {
+        "eventId": str,
+        # A string with the events' vocabulary, inline: `EventType` is the component of progress events' types
+        # (`core.models.EventType`), and a second enum of that name would rename both.
+        "type": Annotated[str, WithJsonSchema({"type": "string", "enum": [str(kind) for kind in EventType]})],
+        "at": Timestamp,
+        "actor": str,
+        "sequence": Annotated[int, Field(ge=1)],
+        "from": NotRequired[str],
+        "to": NotRequired[str],
+        "reason": NotRequired[str],
+    },
+)
+HistoryItem.__doc__ = (
+    "One event of an assignment: `sequence` counts 1, 2, ... per assignment; `from` and `to` (UPNs) only "
+    "where the assignee changed, `reason` only where one was given."
+)
+with_config(_FORBID)(HistoryItem)
+
+
+@with_config(_FORBID)
+class HistoryPage(TypedDict):
+    """A page of `GET /assignments/{id}/history`: oldest first; pass `continuationToken` back for the next."""
+
+    items: list[HistoryItem]
+    continuationToken: str | None
+
+
+@with_config(_FORBID)
+class StatusCounts(TypedDict):
+    """How many entries have each status; every status is named, with 0 when none has it."""
+
+    pending: Count
+    in_progress: Count
+    completed: Count
+    failed: Count
+    expired: Count
+    cancelled: Count
+    rejected: Count
+    delegated: Count
+
+
+@with_config(_FORBID)
+class AssignmentSummary(TypedDict):
+    """`GET /assignments/summary`: the counts of the caller's list in `role`."""
+
+    role: ListRole
+    counts: StatusCounts
+    total: Count
+
+
+@with_config(_FORBID)
+class RosterSummary(TypedDict):
+    """`GET /targets/{targetType}/{targetId}/summary`: the counts of what the caller may see of a target."""
+
+    targetType: TargetType
+    targetId: str
+    counts: StatusCounts
+    total: Count
 
 
 @with_config(_FORBID)
@@ -247,12 +348,20 @@ REQUEST_MODELS: tuple[type[Any], ...] = (
     CompleteRequest,
     UserRequest,
     ListQuery,
+    PageQuery,
+    SummaryQuery,
+    RosterQuery,
+    SweepRequest,
     TxnAssignBody,
     TxnUnassignBody,
 )
 RESPONSE_MODELS: tuple[type[Any], ...] = (
     Assignment,
     AssignmentPage,
+    HistoryPage,
+    AssignmentSummary,
+    RosterSummary,
+    SweepReport,
     User,
     HealthReport,
     Problem,
@@ -467,14 +576,29 @@ OPERATIONS: tuple[Operation, ...] = (
         "/assignments",
         "assignments",
         "List the assignments the caller holds in a role",
-        "Newest `createdAt` first. A continuation token is bound to its query and its caller. Unknown "
-        "parameters are refused.",
+        "Newest `createdAt` first, or with `orderBy=dueAt` soonest `dueAt` first (no due date last, ties by id). "
+        "`overdue=true` keeps the active (`pending`, `in_progress`) assignments whose `dueAt` has passed. Served "
+        "from a view kept by the change feed, so it reflects a write once the view has caught up. A continuation "
+        "token is bound to its query and its caller. Unknown parameters are refused.",
         "user",
         (Answer(200, "A page of assignments", "AssignmentPage"),),
         (*COMMON, e.ValidationFailed),
         query_model="ListQuery",
         # The longest continuation tokens (8192 characters) make a request line longer than hosts take.
         host_statuses=(414,),
+    ),
+    Operation(
+        "summarize_assignments",
+        "GET",
+        "/assignments/summary",
+        "assignments",
+        "Count the assignments the caller holds in a role, per status",
+        "Every status is named, with 0 when none has it; `total` is their sum. Served from the same view as "
+        "the list, so it reflects a write once the view has caught up.",
+        "user",
+        (Answer(200, "The counts", "AssignmentSummary"),),
+        (*COMMON, e.ValidationFailed),
+        query_model="SummaryQuery",
     ),
     Operation(
         "get_assignment",
@@ -489,6 +613,23 @@ OPERATIONS: tuple[Operation, ...] = (
         (*COMMON, e.NotFound),
         parameters=("id",),
         links={200: {name: link for name, link in _lifecycle_links("it").items() if name != "GetAssignment"}},
+    ),
+    Operation(
+        "get_history",
+        "GET",
+        "/assignments/{id}/history",
+        "assignments",
+        "Read an assignment's history",
+        "Its events, oldest first, complete whatever the change feed delivered: `created`, `assigned`, "
+        "`delegated`, `unassigned`, `reassigned`, `started`, `attemptClosed`, `completed`, `failed`, "
+        "`rejected`, `cancelled`, `edited`, `reminder`, `expiring`, `expired`. For everyone who may read the "
+        "assignment; anyone else gets 404. A continuation token is bound to its assignment, page size and caller.",
+        "user",
+        (Answer(200, "A page of events", "HistoryPage"),),
+        (*COMMON, e.ValidationFailed, e.NotFound),
+        parameters=("id",),
+        query_model="PageQuery",
+        host_statuses=(414,),
     ),
     Operation(
         "edit_assignment",
@@ -626,6 +767,34 @@ OPERATIONS: tuple[Operation, ...] = (
         links={201: _lifecycle_links("the successor"), 200: _lifecycle_links("the successor")},
     ),
     Operation(
+        "list_roster",
+        "GET",
+        "/targets/{targetType}/{targetId}/assignments",
+        "targets",
+        "List a target's assignments (its roster)",
+        "All of them for admins; for anyone else, the ones they may read. Served from a view kept by the "
+        "change feed. A continuation token is bound to its query and its caller. Unknown parameters are refused.",
+        "user",
+        (Answer(200, "A page of assignments", "AssignmentPage"),),
+        (*COMMON, e.ValidationFailed),
+        parameters=("targetType", "targetId"),
+        query_model="RosterQuery",
+        host_statuses=(414,),
+    ),
+    Operation(
+        "summarize_roster",
+        "GET",
+        "/targets/{targetType}/{targetId}/summary",
+        "targets",
+        "Count a target's assignments per status",
+        "Over what the caller may see of the roster (all of it for admins). Every status is named, with 0 "
+        "when none has it. The route takes no query parameters.",
+        "user",
+        (Answer(200, "The counts", "RosterSummary"),),
+        (*COMMON, e.ValidationFailed),
+        parameters=("targetType", "targetId"),
+    ),
+    Operation(
         "put_user",
         "PUT",
         "/users/{userKey}",
@@ -664,6 +833,20 @@ OPERATIONS: tuple[Operation, ...] = (
         (Answer(200, "The user", "User"),),
         (*COMMON, e.ValidationFailed, e.NotFound),
         parameters=("userKey",),
+    ),
+    Operation(
+        "run_sweep",
+        "POST",
+        "/ops/sweep",
+        "ops",
+        "Run the timer's sweep now",
+        "The same sweep the timer runs every `SWEEP_SCHEDULE`, over every tenant: expiry, expiry warnings "
+        'and reminders (docs/api-rules.md, "Timer: expiry and reminders"). No body, or `{}`.',
+        "admin",
+        (Answer(200, "What the sweep did", "SweepReport"),),
+        (*COMMON, *BODY),
+        body="SweepRequest",
+        body_required=False,
     ),
     Operation(
         "txn_assign",
@@ -769,6 +952,21 @@ _PARAMETERS: dict[str, dict[str, Any]] = {
         "description": "The user's key: their Entra object id (`oid`), an opaque string",
         "schema": {"type": "string", "minLength": 1, "maxLength": MAX_USER_KEY_LENGTH},
         "examples": {"grace": {"value": EXAMPLE_ASSIGNEE_KEY}},
+    },
+    "targetType": {
+        "name": "targetType",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": [str(kind) for kind in TargetType]},
+        "examples": {"demo": {"value": EXAMPLE_TARGET_TYPE}},
+    },
+    "targetId": {
+        "name": "targetId",
+        "in": "path",
+        "required": True,
+        "description": "The target's id, as assignments name it (`targetId`), percent-encoded",
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TARGET_ID_LENGTH},
+        "examples": {"demo": {"value": EXAMPLE_TARGET_ID}},
     },
     "asset": {
         "name": "asset",
@@ -1102,8 +1300,9 @@ def _description(identity: ApiIdentity) -> str:
         "(progress events). `/health`, `/openapi.json` and `/docs` are anonymous.\n\n"
         "**Errors.** Our routes answer `application/problem+json` with a machine-readable `code`; each operation "
         'lists its codes per status. The txn routes answer the seed\'s `{"errorKey", "error"}` body. A path '
-        "under `/assignments`, `/users` or `/health` that no operation serves is 404, and a served path with "
-        "another method is 405 with `Allow` (problem+json; under `/workspaces`, in the seed's format).\n\n"
+        "under `/assignments`, `/targets`, `/users`, `/ops` or `/health` that no operation serves is 404, and a "
+        "served path with another method is 405 with `Allow` (problem+json; under `/workspaces`, in the seed's "
+        "format).\n\n"
         "**Writes** return the new quoted `ETag`; `If-Match` is honoured on every write to one assignment (412), "
         "and required by PATCH (428). `Idempotency-Key` makes a write safe to retry.\n\n"
         "The rules are docs/api-rules.md in the repository."
@@ -1127,12 +1326,14 @@ def build_document(table: ErrorTable, *, audiences: Sequence[str], tenant_ids: S
             "description": _description(identity),
         },
         "tags": [
-            {"name": "assignments", "description": "Create, read and list assignments"},
+            {"name": "assignments", "description": "Create, read, list and count assignments; an assignment's history"},
             {
                 "name": "lifecycle",
                 "description": "Progress, completion, rejection, cancellation, reassignment, delegation and edits",
             },
+            {"name": "targets", "description": "A target's roster and its counts"},
             {"name": "users", "description": "The Cosmos user directory (admins)"},
+            {"name": "ops", "description": "Operations for admins: the timer's sweep on request"},
             {"name": "txn", "description": 'Transact-compatible task assignment (docs/api-rules.md, "The txn routes")'},
             {"name": "service", "description": "Health and this documentation"},
         ],

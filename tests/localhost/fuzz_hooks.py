@@ -7,19 +7,45 @@
 - Generated request bodies are mixed with the document's own examples (which name the demo data). Random
   bodies almost never create anything (the assignee must be a directory user), so without them the
   stateful phase would seldom get past its first step; with them, create -> read -> delegate chains run.
+- Hypothesis describes a filter's lambda by parsing its source file with `ast.parse`, and schemathesis's
+  workers are threads. On CPython 3.11 the AST constructor's recursion counter is shared by the
+  interpreter's threads (python/cpython#106905 and gh-95185, which added it), so two parses at once can
+  fail with `SystemError: AST constructor recursion depth mismatch`, which schemathesis reports as an
+  error of the operation it was generating for. Those descriptions are made one at a time here.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import schemathesis
 from hypothesis import strategies as st
+from hypothesis.internal import lambda_sources
 
 AUTHORIZATIONS_VARIABLE = "FUZZ_AUTHORIZATIONS"
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _one_at_a_time(describe: Callable[P, R]) -> Callable[P, R]:
+    lock = threading.Lock()
+
+    @functools.wraps(describe)
+    def serialized(*args: P.args, **kwargs: P.kwargs) -> R:
+        with lock:
+            return describe(*args, **kwargs)
+
+    return serialized
+
+
+# `lambda_description` (cached) calls the module's `_lambda_description`, which parses, on a cache miss.
+lambda_sources._lambda_description = _one_at_a_time(lambda_sources._lambda_description)
 
 
 def _pick(case: Any, choices: list[str | None]) -> str | None:

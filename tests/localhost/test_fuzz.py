@@ -25,13 +25,17 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.storage.queue import QueueClient
 
 from core.bootstrap import Runtime
-from localhost.demo import GRACE, seed_demo_data
+from core.openapi import EXAMPLE_TARGET_ID, EXAMPLE_TARGET_TYPE
+from localhost.app_settings import app_settings_of
+from localhost.demo import GRACE, WELCOME_ID, seed_demo_data
 from localhost.indexing import index_app
 from localhost.services import REPO_ROOT
 from localhost.stack import make_settings
@@ -109,11 +113,31 @@ def fuzz_host(
     azurite_service: RunningService,
     jwks_server: JwksServer,
 ) -> str:
-    """function_app on the local host, over a database of its own holding the demo data; its URL."""
-    runtime = Runtime(make_settings(cosmos_service, azurite_service, jwks_server))
+    """function_app on the local host, over a database and queues of its own holding the demo data; its URL.
+
+    The host's bindings (the change feed the views are projected from, the retry and notification queues)
+    name this runtime's database and queues, not the session's: the lists, rosters and summaries the
+    fuzzer reads are the projections of what it writes."""
+    suffix = uuid.uuid4().hex[:12]
+    settings = make_settings(
+        cosmos_service,
+        azurite_service,
+        jwks_server,
+        CHANGES_RETRY_QUEUE=f"fuzz-retry-{suffix}",
+        NOTIFICATIONS_QUEUE=f"fuzz-notify-{suffix}",
+    )
+    runtime = Runtime(settings)
     own_runtime(runtime)
-    seed_demo_data(runtime)
-    return start_host(index_app("function_app")).url
+    assert settings.azure_web_jobs_storage is not None
+    for queue in (settings.changes_retry_queue, settings.notifications_queue):  # as infra/ provisions them
+        QueueClient.from_connection_string(settings.azure_web_jobs_storage, queue).create_queue()
+    seed_demo_data(runtime)  # creates the containers the change-feed listener checks for at start
+    welcome = runtime.store.read(settings.auth_tenant_ids[0], WELCOME_ID)
+    assert welcome is not None
+    assert (welcome.target_type, welcome.target_id) == (EXAMPLE_TARGET_TYPE, EXAMPLE_TARGET_ID), (
+        "the document's target examples name the demo welcome's target"
+    )
+    return start_host(index_app("function_app"), settings=app_settings_of(settings)).url
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,24 @@ from openapi_spec_validator import validate as validate_openapi
 
 from core import openapi as doc
 from core.bootstrap import Runtime
-from core.models import Assignment
+from core.models import Assignment, Status
 from core.openapi import DOCS_ASSETS
 from core.settings import Settings
 from localhost import demo
 from localhost.indexing import index_app
 from localhost.services import REPO_ROOT
-from tests.support.api import ORIGINATOR, assert_problem, delegate, new_assignment, new_upn, txn
+from tests.support.api import (
+    ASSIGNEE,
+    ORIGINATOR,
+    act,
+    add_user,
+    assert_problem,
+    catch_up,
+    delegate,
+    new_assignment,
+    new_upn,
+    txn,
+)
 from tests.support.app import TEST_AUDIENCE, TEST_TENANT, FunctionCaller, InstallRuntime, Response
 from triggers.http_errors import ERROR_TABLE
 from triggers.http_support import ROUTES
@@ -32,7 +43,14 @@ from triggers.openapi import INITIALIZER, SWAGGER_UI_DIR, SWAGGER_UI_VERSION
 
 # The app's catch-alls: documented in the document's description, not as operations (OpenAPI has no
 # catch-all paths). A new one must be added here knowingly.
-CATCH_ALLS = {"assignments_not_found", "users_not_found", "health_not_found", "workspaces_not_found"}
+CATCH_ALLS = {
+    "assignments_not_found",
+    "users_not_found",
+    "health_not_found",
+    "targets_not_found",
+    "ops_not_found",
+    "workspaces_not_found",
+}
 PACKAGE = REPO_ROOT / "emulators" / "node_modules" / "swagger-ui-dist"
 
 
@@ -217,6 +235,7 @@ def test_anonymous_routes_say_so_and_the_others_need_the_scheme(document: dict[s
         ("POST", "/assignments/{id}/cancel", "CancelRequest", ["application/json"], False),
         ("POST", "/assignments/{id}/complete", "CompleteRequest", ["application/json"], False),
         ("PUT", "/users/{userKey}", "UserRequest", ["application/json"], True),
+        ("POST", "/ops/sweep", "SweepRequest", ["application/json"], False),
         ("POST", "/workspaces/secure/api/v1/txn/assign", "TxnAssignBody", ["application/json"], True),
         ("POST", "/workspaces/secure/api/v1/txn/unassign", "TxnUnassignBody", ["application/json"], True),
     ],
@@ -233,12 +252,52 @@ def test_request_bodies_are_the_request_models(
     assert schema["additionalProperties"] is False, "unknown fields are refused"
 
 
+def _query(document: dict[str, Any], path: str) -> dict[str, dict[str, Any]]:
+    parameters = [p for p in _operation(document, "GET", path).get("parameters", []) if p["in"] == "query"]
+    assert all(not p["required"] for p in parameters)
+    return {p["name"]: p for p in parameters}
+
+
 def test_the_list_query_is_the_list_models(document: dict[str, Any]) -> None:
-    parameters = {p["name"]: p for p in _operation(document, "GET", "/assignments")["parameters"]}
-    assert set(parameters) == {"role", "status", "dueBefore", "pageSize", "continuationToken"}
-    assert all(p["in"] == "query" and not p["required"] for p in parameters.values())
+    parameters = _query(document, "/assignments")
+    assert set(parameters) == {"role", "status", "dueBefore", "overdue", "orderBy", "pageSize", "continuationToken"}
     assert (parameters["status"]["style"], parameters["status"]["explode"]) == ("form", False)
     assert parameters["pageSize"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}
+    assert parameters["overdue"]["schema"] == {"type": "boolean", "default": False}
+    assert parameters["orderBy"]["schema"]["default"] == "createdAt"
+    assert document["components"]["schemas"]["ListOrder"]["enum"] == ["createdAt", "dueAt"]
+
+
+@pytest.mark.parametrize(
+    ("path", "names"),
+    [
+        ("/assignments/{id}/history", {"pageSize", "continuationToken"}),
+        ("/assignments/summary", {"role"}),
+        (
+            "/targets/{targetType}/{targetId}/assignments",
+            {"status", "overdue", "orderBy", "pageSize", "continuationToken"},
+        ),
+        ("/targets/{targetType}/{targetId}/summary", set()),
+    ],
+)
+def test_the_other_queries_are_their_models(document: dict[str, Any], path: str, names: set[str]) -> None:
+    assert set(_query(document, path)) == names
+
+
+def test_a_target_is_named_by_its_type_and_id(document: dict[str, Any]) -> None:
+    for path in ("/targets/{targetType}/{targetId}/assignments", "/targets/{targetType}/{targetId}/summary"):
+        path_parameters = {p["name"]: p for p in _operation(document, "GET", path)["parameters"] if p["in"] == "path"}
+        assert path_parameters["targetType"]["schema"]["enum"] == ["chat", "document", "survey"]
+        assert path_parameters["targetId"]["schema"] == {"type": "string", "minLength": 1, "maxLength": 256}
+
+
+def test_the_counts_name_every_status(document: dict[str, Any]) -> None:
+    counts = document["components"]["schemas"]["StatusCounts"]
+    assert set(counts["properties"]) == set(counts["required"]) == {str(status) for status in Status}
+    for name in ("AssignmentSummary", "RosterSummary"):
+        assert document["components"]["schemas"][name]["properties"]["counts"] == {
+            "$ref": "#/components/schemas/StatusCounts"
+        }
 
 
 def test_the_public_assignment_has_every_field_always_and_nothing_else(document: dict[str, Any]) -> None:
@@ -259,6 +318,74 @@ def test_a_real_assignment_and_a_real_page_conform(app: FunctionCaller, document
     _schema_validator(document, {"$ref": "#/components/schemas/AssignmentPage"}).check(page.json())
     leaked = {**created, "pk": "internal"}
     assert _schema_validator(document, {"$ref": "#/components/schemas/Assignment"}).problems(leaked)
+
+
+def _conforms(document: dict[str, Any], method: str, path: str, response: Response) -> None:
+    assert response.status == 200, response.body
+    schema = _operation(document, method, path)["responses"]["200"]["content"]["application/json"]["schema"]
+    _schema_validator(document, schema).check(response.json())
+
+
+def test_a_real_history_and_real_summaries_and_rosters_conform(app: FunctionCaller, document: dict[str, Any]) -> None:
+    target_id = f"openapi-{new_upn()}"
+    created = new_assignment(app, targetId=target_id)
+    _, bea = add_user(app)
+    assert act(app, "reassign", created["id"], {"toUpn": bea, "reason": "Adam is away"}).status == 200
+    new_assignment(app, targetId=target_id, dueAt="2030-01-31T17:00:00Z")
+    catch_up(app)
+    originator = app.tokens.user(ORIGINATOR)
+
+    history = app.call(
+        "get_history",
+        url=f"/assignments/{created['id']}/history",
+        token=originator,
+        route_params={"id": created["id"]},
+        params={"pageSize": "2"},
+    )
+    _conforms(document, "GET", "/assignments/{id}/history", history)
+    assert history.json()["continuationToken"] is not None
+    rest = app.call(
+        "get_history",
+        url=f"/assignments/{created['id']}/history",
+        token=originator,
+        route_params={"id": created["id"]},
+        params={"pageSize": "2", "continuationToken": history.json()["continuationToken"]},
+    )
+    _conforms(document, "GET", "/assignments/{id}/history", rest)
+    assert {"from", "to", "reason"} <= rest.json()["items"][-1].keys(), "the reassignment names them"
+    item = {**rest.json()["items"][-1], "recipients": []}
+    assert _schema_validator(document, {"$ref": "#/components/schemas/HistoryItem"}).problems(item)
+
+    summary = app.call(
+        "summarize_assignments", url="/assignments/summary", token=originator, params={"role": "originator"}
+    )
+    _conforms(document, "GET", "/assignments/summary", summary)
+
+    route = {"targetType": "chat", "targetId": target_id}
+    roster_url = f"/targets/chat/{target_id}"
+    params = {"orderBy": "dueAt", "overdue": "false", "status": "pending,in_progress"}
+    roster = app.call(
+        "list_roster", url=f"{roster_url}/assignments", token=originator, route_params=route, params=params
+    )
+    _conforms(document, "GET", "/targets/{targetType}/{targetId}/assignments", roster)
+    assert len(roster.json()["items"]) == 2
+    counted = app.call("summarize_roster", url=f"{roster_url}/summary", token=originator, route_params=route)
+    _conforms(document, "GET", "/targets/{targetType}/{targetId}/summary", counted)
+    assert counted.json()["total"] == 2
+
+    for unread in (app.tokens.user(ASSIGNEE), app.tokens.user(new_upn())):
+        answer = app.call("summarize_roster", url=f"{roster_url}/summary", token=unread, route_params=route)
+        _conforms(document, "GET", "/targets/{targetType}/{targetId}/summary", answer)
+
+
+def test_a_real_sweep_conforms(app: FunctionCaller, document: dict[str, Any]) -> None:
+    admin = app.tokens.admin_app()
+    bodies: tuple[dict[str, Any] | None, ...] = (None, {})  # no body, or `{}`
+    for body in bodies:
+        swept = app.call("run_sweep", method="POST", url="/ops/sweep", token=admin, json_body=body)
+        _conforms(document, "POST", "/ops/sweep", swept)
+    refused = app.call("run_sweep", method="POST", url="/ops/sweep", token=app.tokens.user(ORIGINATOR))
+    assert_problem(refused, 403, "forbidden")
 
 
 def test_writes_document_their_etag_and_creates_their_location(document: dict[str, Any]) -> None:
