@@ -105,14 +105,12 @@ class Runtime:
         return self._once("store", lambda: CosmosAssignmentStore(self.assignments_container))
 
     @property
-    def views(self) -> CosmosViewStore:
-        return self._once(
-            "views", lambda: CosmosViewStore(self._database().get_container_client(self.container_names.views))
-        )
+    def views_container(self) -> Any:
+        return self._once("views_container", lambda: self._database().get_container_client(self.container_names.views))
 
     @property
-    def views_container(self) -> Any:
-        return self._database().get_container_client(self.container_names.views)
+    def views(self) -> CosmosViewStore:
+        return self._once("views", lambda: CosmosViewStore(self.views_container))
 
     @property
     def notifications(self) -> MessageQueue:
