@@ -9,7 +9,6 @@ Every wait polls up to a deadline that only bounds a hang: nothing here asserts 
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -26,6 +25,7 @@ from localhost.host import LocalHost
 from localhost.indexing import index_app
 from localhost.scenarios import drain_queue, key_of, known_user, notifications_queue
 from tests.localhost.conftest import StartHost
+from tests.support import polling
 from tests.support.app import TEST_TENANT, FunctionCaller, InstallRuntime, Tokens
 
 T = TypeVar("T")
@@ -39,14 +39,7 @@ _RUNTIMES: list[Runtime] = []
 
 def eventually(probe: Callable[[], T | None], what: str) -> T:
     """Poll `probe` until it returns something truthy."""
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not seen within {DEADLINE_S} s")
-        time.sleep(0.1)
+    return polling.eventually(probe, what, timeout=DEADLINE_S, interval=0.1)
 
 
 def own_settings(settings: Settings) -> Settings:
