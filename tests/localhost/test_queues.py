@@ -5,11 +5,10 @@ success, visibilityTimeout and maxDequeueCount, the poison queue, batchSize/newB
 import base64
 import json
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
@@ -22,21 +21,16 @@ from localhost.invocation import QueueOutput
 from localhost.probe_app import QUEUE, QUEUE_CONCURRENCY, QUEUE_GATE, QueueCall
 from localhost.queues import QueueListener, QueueTriggerBinding, QueueWatcher, decode_body
 from tests.localhost.conftest import StartHost, probe_functions
+from tests.support.polling import eventually
 
 PROBE = "localhost.probe_app"
+T = TypeVar("T")
 WriteHostJson = Callable[..., Path]
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll `condition` until it is truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not so within {timeout} s")
-        time.sleep(0.05)
+def wait_until(condition: Callable[[], T | None]) -> T:
+    """Poll `condition` until it is truthy; fail after ten seconds."""
+    return eventually(condition, "the condition", timeout=10.0, interval=0.05)
 
 
 @pytest.fixture
@@ -70,6 +64,12 @@ def sender(app_settings: dict[str, str], queue_name: str) -> QueueClient:
 def raw(app_settings: dict[str, str]) -> Callable[[str], QueueClient]:
     """A client that sends and reads message content as stored."""
     return lambda name: QueueClient.from_connection_string(app_settings["AzureWebJobsStorage"], name)
+
+
+@pytest.fixture
+def poison(raw: Callable[[str], QueueClient], queue_name: str) -> QueueClient:
+    """The probe queue's poison queue, read as stored."""
+    return raw(f"{queue_name}-poison")
 
 
 @pytest.fixture
@@ -239,12 +239,10 @@ def test_a_failing_message_is_retried_then_moved_to_the_poison_queue_after_max_d
     start_host: StartHost,
     host_json: WriteHostJson,
     sender: QueueClient,
-    queue_name: str,
-    raw: Callable[[str], QueueClient],
+    poison: QueueClient,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     sender.create_queue()
-    poison = raw(f"{queue_name}-poison")
     with pytest.raises(ResourceNotFoundError):
         poison.get_queue_properties()  # the host creates it when it first needs it
     start_queue_host(start_host, host_json(maxDequeueCount=3, visibilityTimeout="00:00:00"))
@@ -262,11 +260,7 @@ def test_a_failing_message_is_retried_then_moved_to_the_poison_queue_after_max_d
 
 
 def test_a_message_that_succeeds_on_its_second_dequeue_is_deleted_and_never_poisoned(
-    start_host: StartHost,
-    host_json: WriteHostJson,
-    sender: QueueClient,
-    queue_name: str,
-    raw: Callable[[str], QueueClient],
+    start_host: StartHost, host_json: WriteHostJson, sender: QueueClient, poison: QueueClient
 ) -> None:
     sender.create_queue()
     start_queue_host(start_host, host_json(maxDequeueCount=3))
@@ -275,7 +269,7 @@ def test_a_message_that_succeeds_on_its_second_dequeue_is_deleted_and_never_pois
     QUEUE.wait_for(lambda _: len(calls_of(run)) >= 2)
     wait_until(lambda: message_count(sender) == 0)
     assert [call.dequeue_count for call in calls_of(run)] == [1, 2]
-    assert not queue_exists(raw(f"{queue_name}-poison"))
+    assert not queue_exists(poison)
 
 
 def test_a_body_that_is_not_base64_goes_to_the_poison_queue_without_a_call(
@@ -283,11 +277,11 @@ def test_a_body_that_is_not_base64_goes_to_the_poison_queue_without_a_call(
     host_json: WriteHostJson,
     queue_name: str,
     raw: Callable[[str], QueueClient],
+    poison: QueueClient,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     plain = raw(queue_name)
     plain.create_queue()
-    poison = raw(f"{queue_name}-poison")
     with caplog.at_level(logging.WARNING):
         sent = plain.send_message('{"run": "not encoded"}')
         start_queue_host(start_host, host_json())
@@ -299,11 +293,7 @@ def test_a_body_that_is_not_base64_goes_to_the_poison_queue_without_a_call(
 
 
 def test_a_message_already_dequeued_more_than_max_dequeue_count_goes_to_the_poison_queue_without_a_call(
-    start_host: StartHost,
-    host_json: WriteHostJson,
-    sender: QueueClient,
-    queue_name: str,
-    raw: Callable[[str], QueueClient],
+    start_host: StartHost, host_json: WriteHostJson, sender: QueueClient, poison: QueueClient
 ) -> None:
     sender.create_queue()
     sent = sender.send_message(json.dumps({"run": uuid.uuid4().hex}))
@@ -312,7 +302,6 @@ def test_a_message_already_dequeued_more_than_max_dequeue_count_goes_to_the_pois
         assert taken is not None
         sender.update_message(taken.id, taken.pop_receipt, visibility_timeout=0)
     start_queue_host(start_host, host_json(maxDequeueCount=2))
-    poison = raw(f"{queue_name}-poison")
     wait_until(lambda: queue_exists(poison) and poison.peek_messages())
     wait_until(lambda: message_count(sender) == 0)
     assert not [call for _, call in QUEUE.entries() if call.id == sent.id]
