@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -30,6 +30,7 @@ from core.directory import (
 )
 from core.errors import DuplicateUpn, ServiceUnavailable
 from core.settings import Settings
+from tests.support.local_http import LocalHttpServer
 
 # Graph's default property set for a user: what `GET /users/{id}` returns without `$select`.
 GRAPH_DEFAULT_PROPERTIES = (
@@ -62,7 +63,7 @@ class SeenRequest:
 
 
 @dataclass
-class FakeGraph:
+class FakeGraph(LocalHttpServer):
     """A local HTTP server that answers `GET /v1.0/users/{id|upn}` as Microsoft Graph does."""
 
     users: list[dict[str, Any]] = field(default_factory=list)
@@ -81,18 +82,11 @@ class FakeGraph:
             def log_message(self, *_args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        super().__init__(Handler)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1.0"
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return f"http://127.0.0.1:{self.port}/v1.0"
 
     def add(self, *, upn: str, enabled: bool = True, user_id: str | None = None) -> dict[str, Any]:
         user = {
@@ -165,9 +159,8 @@ class FakeGraph:
 
 @pytest.fixture
 def graph() -> Iterator[FakeGraph]:
-    server = FakeGraph()
-    yield server
-    server.stop()
+    with FakeGraph() as server:
+        yield server
 
 
 @pytest.fixture
