@@ -12,13 +12,13 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import requests
-from azure.cosmos import PartitionKey
+from azure.cosmos import CosmosClient, PartitionKey
 
 from core.bootstrap import Runtime
 from core.cosmos.client import (
@@ -28,13 +28,14 @@ from core.cosmos.client import (
     translate_cosmos_errors,
 )
 from core.errors import ServiceUnavailable
+from tests.support.local_http import LocalHttpServer
 from tests.support.services import start_cosmos
 
 ENVIRONMENT = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 _HOP_BY_HOP = {"connection", "proxy-connection", "keep-alive", "transfer-encoding", "host", "content-length"}
 
 
-class ForwardingProxy:
+class ForwardingProxy(LocalHttpServer):
     """A forward proxy on 127.0.0.1 for plain HTTP: relays each request to its absolute URL and records its
     request line. It refuses tunnels (CONNECT, for HTTPS) after recording them."""
 
@@ -86,21 +87,14 @@ class ForwardingProxy:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
+        self.url = f"http://127.0.0.1:{self.port}"
 
 
 @pytest.fixture
 def proxy() -> Iterator[ForwardingProxy]:
-    server = ForwardingProxy()
-    yield server
-    server.stop()
+    with ForwardingProxy() as server:
+        yield server
 
 
 @pytest.fixture
@@ -113,6 +107,13 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
+def _client_built_with(runtime: Runtime, environment: pytest.MonkeyPatch, **variables: str) -> CosmosClient:
+    """A client of the runtime's account, built while these environment variables are set."""
+    for name, value in variables.items():
+        environment.setenv(name, value)
+    return make_cosmos_client(runtime.settings.cosmos_endpoint, runtime.settings.cosmos_key)
+
+
 def _container_read(runtime: Runtime, client: Any) -> None:
     runtime.assignments_container  # noqa: B018 - provisions the database and containers, once
     names = runtime.container_names
@@ -122,8 +123,7 @@ def _container_read(runtime: Runtime, client: Any) -> None:
 def test_a_configured_proxy_carries_every_request_even_after_the_environment_changes(
     runtime: Runtime, proxy: ForwardingProxy, clean_environment: pytest.MonkeyPatch
 ) -> None:
-    clean_environment.setenv("HTTP_PROXY", proxy.url)
-    client = make_cosmos_client(runtime.settings.cosmos_endpoint, runtime.settings.cosmos_key)
+    client = _client_built_with(runtime, clean_environment, HTTP_PROXY=proxy.url)
     endpoint = runtime.settings.cosmos_endpoint.rstrip("/")
     assert f"GET {endpoint}/" in proxy.seen  # the constructor reads the account, through the proxy
     # Read once, at build: a later change of the environment changes nothing for this client.
@@ -151,9 +151,7 @@ def test_a_configured_https_proxy_is_asked_for_the_tunnel(
 def test_hosts_no_proxy_names_go_direct(
     runtime: Runtime, proxy: ForwardingProxy, clean_environment: pytest.MonkeyPatch
 ) -> None:
-    clean_environment.setenv("HTTP_PROXY", proxy.url)
-    clean_environment.setenv("NO_PROXY", "localhost,127.0.0.1")
-    client = make_cosmos_client(runtime.settings.cosmos_endpoint, runtime.settings.cosmos_key)
+    client = _client_built_with(runtime, clean_environment, HTTP_PROXY=proxy.url, NO_PROXY="localhost,127.0.0.1")
     _container_read(runtime, client)
     assert proxy.seen == []
 
@@ -161,9 +159,9 @@ def test_hosts_no_proxy_names_go_direct(
 def test_requests_read_nothing_from_the_environment(
     runtime: Runtime, proxy: ForwardingProxy, clean_environment: pytest.MonkeyPatch
 ) -> None:
-    clean_environment.setenv("HTTP_PROXY", proxy.url)
-    clean_environment.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
-    client = make_cosmos_client(runtime.settings.cosmos_endpoint, runtime.settings.cosmos_key)
+    client = _client_built_with(
+        runtime, clean_environment, HTTP_PROXY=proxy.url, REQUESTS_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt"
+    )
 
     def environment_read(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the environment was read on the request path")
