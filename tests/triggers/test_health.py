@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import socket
 
-from core.bootstrap import Runtime, set_runtime
+from core.bootstrap import Runtime
 from core.settings import Settings
 from localhost.services import azurite_connection_string
-from tests.support.app import FunctionCaller
+from tests.support.app import FunctionCaller, InstallRuntime
 
 
 def _dead_port() -> int:
@@ -29,15 +29,11 @@ def test_needs_no_token(app: FunctionCaller) -> None:
     assert app.call("health", url="/health").status == 200
 
 
-def test_503_when_azurite_is_dead(app: FunctionCaller, settings: Settings) -> None:
+def test_503_when_azurite_is_dead(own_runtime: InstallRuntime, settings: Settings) -> None:
     port = _dead_port()
     dead_storage = azurite_connection_string(port, port, port)
-    broken = Runtime(settings.model_copy(update={"azure_web_jobs_storage": dead_storage}))
-    set_runtime(broken)
-    try:
-        response = app.call("health", url="/health")
-    finally:
-        set_runtime(app.runtime)
+    app = own_runtime(Runtime(settings.model_copy(update={"azure_web_jobs_storage": dead_storage})))
+    response = app.call("health", url="/health")
     assert response.status == 503
     report = response.json()
     assert report["status"] == "unhealthy"
@@ -45,30 +41,24 @@ def test_503_when_azurite_is_dead(app: FunctionCaller, settings: Settings) -> No
     assert report["dependencies"]["storage"]["status"] == "down"
 
 
-def test_503_when_cosmos_is_dead(app: FunctionCaller, settings: Settings) -> None:
-    broken = Runtime(settings.model_copy(update={"cosmos_endpoint": f"http://127.0.0.1:{_dead_port()}/"}))
-    set_runtime(broken)
-    try:
-        response = app.call("health", url="/health")
-    finally:
-        set_runtime(app.runtime)
+def test_503_when_cosmos_is_dead(own_runtime: InstallRuntime, settings: Settings) -> None:
+    app = own_runtime(Runtime(settings.model_copy(update={"cosmos_endpoint": f"http://127.0.0.1:{_dead_port()}/"})))
+    response = app.call("health", url="/health")
     assert response.status == 503
     assert response.json()["dependencies"]["cosmos"]["status"] == "down"
     assert response.json()["dependencies"]["storage"]["status"] == "up"
 
 
-def test_requests_get_503_with_retry_after_while_cosmos_is_unreachable(app: FunctionCaller, settings: Settings) -> None:
-    broken = Runtime(settings.model_copy(update={"cosmos_endpoint": f"http://127.0.0.1:{_dead_port()}/"}))
-    set_runtime(broken)
-    try:
-        response = app.call(
-            "get_assignment",
-            url="/assignments/x",
-            token=app.tokens.user("olivia@contoso.com"),
-            route_params={"id": "x"},
-        )
-    finally:
-        set_runtime(app.runtime)
+def test_requests_get_503_with_retry_after_while_cosmos_is_unreachable(
+    own_runtime: InstallRuntime, settings: Settings
+) -> None:
+    app = own_runtime(Runtime(settings.model_copy(update={"cosmos_endpoint": f"http://127.0.0.1:{_dead_port()}/"})))
+    response = app.call(
+        "get_assignment",
+        url="/assignments/x",
+        token=app.tokens.user("olivia@contoso.com"),
+        route_params={"id": "x"},
+    )
     assert response.status == 503
     assert response.json()["code"] == "serviceUnavailable"
     assert int(response.headers["retry-after"]) >= 1
