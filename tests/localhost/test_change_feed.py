@@ -6,7 +6,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import pytest
 from azure.cosmos import ContainerProxy, DatabaseProxy, PartitionKey
@@ -71,17 +71,25 @@ def listeners() -> Iterator[list[ChangeFeedListener]]:
         listener.stop()
 
 
-def start(
-    listeners: list[ChangeFeedListener], binding: CosmosTriggerBinding, invoker: FunctionInvoker, *, poll: bool = False
-) -> ChangeFeedListener:
-    """A started listener. With `poll`, it is only opened: the test drives it with `poll_once()`."""
-    listener = ChangeFeedListener(binding, invoker)
-    if poll:
-        listener.open()
-    else:
-        listener.start()
-        listeners.append(listener)
-    return listener
+class StartListener(Protocol):
+    def __call__(self, binding: CosmosTriggerBinding, *, poll: bool = False) -> ChangeFeedListener: ...
+
+
+@pytest.fixture
+def start(listeners: list[ChangeFeedListener], invoker: FunctionInvoker) -> StartListener:
+    """Starts a listener of `binding` calling the probe, stopped after the test. With `poll`, it is only opened:
+    the test drives it with `poll_once()`."""
+
+    def start_listener(binding: CosmosTriggerBinding, *, poll: bool = False) -> ChangeFeedListener:
+        listener = ChangeFeedListener(binding, invoker)
+        if poll:
+            listener.open()
+        else:
+            listener.start()
+            listeners.append(listener)
+        return listener
+
+    return start_listener
 
 
 def batches_of(run: str) -> list[list[dict[str, Any]]]:
@@ -121,32 +129,25 @@ def test_an_unknown_connection_setting_is_refused(app_settings: dict[str, str]) 
 
 
 def test_modification_order_in_batches_of_at_most_max_items(
-    container: ContainerProxy,
-    binding: CosmosTriggerBinding,
-    invoker: FunctionInvoker,
-    listeners: list[ChangeFeedListener],
+    container: ContainerProxy, binding: CosmosTriggerBinding, start: StartListener
 ) -> None:
     run = uuid.uuid4().hex
     write(container, run, "a", "b", "c", "d", "e")
     write(container, run, "a", touched=True)  # the latest version of `a` now comes last
-    listener = start(listeners, replace(binding, max_items=2), invoker, poll=True)
+    listener = start(replace(binding, max_items=2), poll=True)
     assert listener.poll_once() == 5
     assert ids(batches_of(run), run) == [["b", "c"], ["d", "e"], ["a"]]
     assert batches_of(run)[-1][0]["touched"] is True
 
 
 def test_a_restart_resumes_from_the_lease(
-    container: ContainerProxy,
-    binding: CosmosTriggerBinding,
-    invoker: FunctionInvoker,
-    listeners: list[ChangeFeedListener],
-    database: DatabaseProxy,
+    container: ContainerProxy, binding: CosmosTriggerBinding, start: StartListener, database: DatabaseProxy
 ) -> None:
     run = uuid.uuid4().hex
     write(container, run, "a", "b")
-    start(listeners, binding, invoker, poll=True).poll_once()
+    start(binding, poll=True).poll_once()
     write(container, run, "c")
-    assert start(listeners, binding, invoker, poll=True).poll_once() == 1
+    assert start(binding, poll=True).poll_once() == 1
     assert ids(batches_of(run), run) == [["a", "b"], ["c"]]
     lease = database.get_container_client(binding.lease_container).read_item(binding.lease_id, binding.lease_id)
     assert lease["ContinuationToken"]
@@ -158,13 +159,14 @@ def test_a_second_host_on_the_same_lease_never_moves_it_backwards(
     binding: CosmosTriggerBinding,
     invoker: FunctionInvoker,
     listeners: list[ChangeFeedListener],
+    start: StartListener,
     database: DatabaseProxy,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     run = uuid.uuid4().hex
     leases = database.get_container_client(binding.lease_container)
     write(container, run, "a")
-    ahead = start(listeners, binding, invoker, poll=True)
+    ahead = start(binding, poll=True)
     ahead.poll_once()
     leases_seen: list[str] = []
 
@@ -187,15 +189,11 @@ def test_a_second_host_on_the_same_lease_never_moves_it_backwards(
 
 
 def test_when_the_function_raises_the_checkpoint_still_advances_and_it_is_logged(
-    container: ContainerProxy,
-    binding: CosmosTriggerBinding,
-    invoker: FunctionInvoker,
-    listeners: list[ChangeFeedListener],
-    caplog: pytest.LogCaptureFixture,
+    container: ContainerProxy, binding: CosmosTriggerBinding, start: StartListener, caplog: pytest.LogCaptureFixture
 ) -> None:
     run = uuid.uuid4().hex
     write(container, run, "bad", failProbe=True)
-    listener = start(listeners, binding, invoker, poll=True)
+    listener = start(binding, poll=True)
     with caplog.at_level(logging.ERROR):
         assert listener.poll_once() == 1
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR and "feed_probe FAILED" in r.getMessage()]
@@ -203,48 +201,39 @@ def test_when_the_function_raises_the_checkpoint_still_advances_and_it_is_logged
     assert record.exc_info is not None
     write(container, run, "good")
     assert listener.poll_once() == 1
-    assert start(listeners, binding, invoker, poll=True).poll_once() == 0  # a restart does not redeliver either
+    assert start(binding, poll=True).poll_once() == 0  # a restart does not redeliver either
     assert ids(batches_of(run), run) == [["bad"], ["good"]]
 
 
 def test_without_a_lease_it_starts_from_now(
-    container: ContainerProxy,
-    binding: CosmosTriggerBinding,
-    invoker: FunctionInvoker,
-    listeners: list[ChangeFeedListener],
+    container: ContainerProxy, binding: CosmosTriggerBinding, start: StartListener
 ) -> None:
     run = uuid.uuid4().hex
     write(container, run, "before")
-    start(listeners, replace(binding, start_from_beginning=False), invoker)
+    start(replace(binding, start_from_beginning=False))
     write(container, run, "after")
     FEED.wait_for(lambda _: batches_of(run))
     assert ids(batches_of(run), run) == [["after"]]
 
 
 def test_the_lease_container_must_exist_unless_the_binding_creates_it(
-    binding: CosmosTriggerBinding, invoker: FunctionInvoker, listeners: list[ChangeFeedListener]
+    binding: CosmosTriggerBinding, start: StartListener
 ) -> None:
     with pytest.raises(BindingConfigError, match=r"lease container .* does not exist"):
-        start(listeners, replace(binding, create_lease_container=False), invoker)
+        start(replace(binding, create_lease_container=False))
 
 
-def test_the_monitored_container_must_exist(
-    binding: CosmosTriggerBinding, invoker: FunctionInvoker, listeners: list[ChangeFeedListener]
-) -> None:
+def test_the_monitored_container_must_exist(binding: CosmosTriggerBinding, start: StartListener) -> None:
     with pytest.raises(BindingConfigError, match=r"monitored container .* does not exist"):
-        start(listeners, replace(binding, container="no-such-container"), invoker)
+        start(replace(binding, container="no-such-container"))
 
 
 def test_the_functions_queue_output_gets_each_batch(
-    container: ContainerProxy,
-    binding: CosmosTriggerBinding,
-    invoker: FunctionInvoker,
-    listeners: list[ChangeFeedListener],
-    app_settings: dict[str, str],
+    container: ContainerProxy, binding: CosmosTriggerBinding, start: StartListener, app_settings: dict[str, str]
 ) -> None:
     run = uuid.uuid4().hex
     write(container, run, "a", "b")
-    start(listeners, binding, invoker, poll=True).poll_once()
+    start(binding, poll=True).poll_once()
     queue = QueueClient.from_connection_string(app_settings["AzureWebJobsStorage"], app_settings["FEED_PROBE_QUEUE"])
     (message,) = list(queue.receive_messages())
     assert json.loads(base64.b64decode(message.content)) == [f"{run}-a", f"{run}-b"]
