@@ -9,7 +9,6 @@ after a failed call nothing is sent, as on the real host.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import threading
@@ -20,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import azure.functions as func
-from azure.core.exceptions import ResourceExistsError
 from azure.functions._abc import RetryContext, TraceContext  # the abstract types func.Context returns
 from azure.storage.queue import BinaryBase64EncodePolicy, QueueClient
 
+from core.queues import CreateQueueOnce
 from localhost.app_settings import AppSettings, BindingConfigError
 from localhost.host_json import QueuesOptions
 from localhost.indexing import IndexedFunction
@@ -145,8 +144,7 @@ class QueueOutput:
             if encoding == "base64"
             else QueueClient.from_connection_string(connection_string, queue_name)
         )
-        self._lock = threading.Lock()
-        self._created = False
+        self._ensure_queue = CreateQueueOnce(self._client)
 
     def send(self, value: Any) -> None:
         messages = _queue_messages(value)
@@ -155,14 +153,6 @@ class QueueOutput:
             self._client.send_message(message if self._encoding == "base64" else message.decode("utf-8"))
         if messages and self._on_sent is not None:
             self._on_sent(str(self._client.url))
-
-    def _ensure_queue(self) -> None:
-        with self._lock:
-            if self._created:
-                return
-            with contextlib.suppress(ResourceExistsError):
-                self._client.create_queue()
-            self._created = True
 
 
 def _queue_messages(value: Any) -> list[bytes]:
