@@ -45,16 +45,13 @@ class OutValue(func.Out[T], Generic[T]):
         return self._value  # type: ignore[return-value]  # unset reads as None, as in the worker
 
 
+@dataclass(frozen=True)
 class _TraceContext(TraceContext):
-    """No distributed trace locally: empty W3C fields."""
+    """The W3C fields the host passes. No distributed trace reaches the local host: they are empty unless a test
+    stands in for a host that continues a caller's trace."""
 
-    @property
-    def trace_parent(self) -> str:
-        return ""
-
-    @property
-    def trace_state(self) -> str:
-        return ""
+    trace_parent: str = ""
+    trace_state: str = ""
 
     @property
     def attributes(self) -> dict[str, str]:
@@ -84,10 +81,13 @@ class _RetryContext(RetryContext):
 class LocalContext(func.Context):
     _thread_local = threading.local()
 
-    def __init__(self, function_name: str, invocation_id: str, retry: RetryState | None = None) -> None:
+    def __init__(
+        self, function_name: str, invocation_id: str, retry: RetryState | None = None, *, trace_parent: str = ""
+    ) -> None:
         self._function_name = function_name
         self._invocation_id = invocation_id
         self._retry = retry
+        self._trace_parent = trace_parent
 
     @property
     def invocation_id(self) -> str:
@@ -107,7 +107,7 @@ class LocalContext(func.Context):
 
     @property
     def trace_context(self) -> TraceContext:
-        return _TraceContext()
+        return _TraceContext(self._trace_parent)
 
     @property
     def retry_context(self) -> RetryContext:
