@@ -26,11 +26,28 @@ class MessageQueue(Protocol):
         ...
 
 
-class StorageQueue:
+class CreateQueueOnce:
+    """Creates a client's queue the first time it is called, however many threads call it; a queue that exists
+    already is fine. Later calls cost nothing, so a sender may call it before every send."""
+
     def __init__(self, client: QueueClient) -> None:
         self._client = client
         self._created = False
         self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._created:
+                return
+            with contextlib.suppress(ResourceExistsError):
+                self._client.create_queue()
+            self._created = True
+
+
+class StorageQueue:
+    def __init__(self, client: QueueClient) -> None:
+        self._client = client
+        self._ensure = CreateQueueOnce(client)
 
     @classmethod
     def build(
@@ -41,14 +58,6 @@ class StorageQueue:
             return cls(QueueClient.from_connection_string(connection_string, queue_name, message_encode_policy=encode))
         assert account_url is not None, "a queue needs a connection string or an account"
         return cls(QueueClient(account_url, queue_name, credential=credential, message_encode_policy=encode))
-
-    def _ensure(self) -> None:
-        with self._lock:
-            if self._created:
-                return
-            with contextlib.suppress(ResourceExistsError):
-                self._client.create_queue()
-            self._created = True
 
     def send(self, message: dict[str, Any]) -> None:
         body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)

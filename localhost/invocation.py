@@ -9,7 +9,6 @@ after a failed call nothing is sent, as on the real host.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import threading
@@ -20,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import azure.functions as func
-from azure.core.exceptions import ResourceExistsError
 from azure.functions._abc import RetryContext, TraceContext  # the abstract types func.Context returns
 from azure.storage.queue import BinaryBase64EncodePolicy, QueueClient
 
+from core.queues import CreateQueueOnce
 from localhost.app_settings import AppSettings, BindingConfigError
 from localhost.host_json import QueuesOptions
 from localhost.indexing import IndexedFunction
@@ -46,16 +45,13 @@ class OutValue(func.Out[T], Generic[T]):
         return self._value  # type: ignore[return-value]  # unset reads as None, as in the worker
 
 
+@dataclass(frozen=True)
 class _TraceContext(TraceContext):
-    """No distributed trace locally: empty W3C fields."""
+    """The W3C fields the host passes. No distributed trace reaches the local host: they are empty unless a test
+    stands in for a host that continues a caller's trace."""
 
-    @property
-    def trace_parent(self) -> str:
-        return ""
-
-    @property
-    def trace_state(self) -> str:
-        return ""
+    trace_parent: str = ""
+    trace_state: str = ""
 
     @property
     def attributes(self) -> dict[str, str]:
@@ -85,10 +81,13 @@ class _RetryContext(RetryContext):
 class LocalContext(func.Context):
     _thread_local = threading.local()
 
-    def __init__(self, function_name: str, invocation_id: str, retry: RetryState | None = None) -> None:
+    def __init__(
+        self, function_name: str, invocation_id: str, retry: RetryState | None = None, *, trace_parent: str = ""
+    ) -> None:
         self._function_name = function_name
         self._invocation_id = invocation_id
         self._retry = retry
+        self._trace_parent = trace_parent
 
     @property
     def invocation_id(self) -> str:
@@ -108,7 +107,7 @@ class LocalContext(func.Context):
 
     @property
     def trace_context(self) -> TraceContext:
-        return _TraceContext()
+        return _TraceContext(self._trace_parent)
 
     @property
     def retry_context(self) -> RetryContext:
@@ -145,8 +144,7 @@ class QueueOutput:
             if encoding == "base64"
             else QueueClient.from_connection_string(connection_string, queue_name)
         )
-        self._lock = threading.Lock()
-        self._created = False
+        self._ensure_queue = CreateQueueOnce(self._client)
 
     def send(self, value: Any) -> None:
         messages = _queue_messages(value)
@@ -155,14 +153,6 @@ class QueueOutput:
             self._client.send_message(message if self._encoding == "base64" else message.decode("utf-8"))
         if messages and self._on_sent is not None:
             self._on_sent(str(self._client.url))
-
-    def _ensure_queue(self) -> None:
-        with self._lock:
-            if self._created:
-                return
-            with contextlib.suppress(ResourceExistsError):
-                self._client.create_queue()
-            self._created = True
 
 
 def _queue_messages(value: Any) -> list[bytes]:

@@ -22,14 +22,24 @@ bp = func.Blueprint()
 log = logging.getLogger("assignments.feed")
 
 
+def assignments_feed(lease_container_prefix: str) -> dict[str, typing.Any]:
+    """The Cosmos DB trigger arguments that watch the assignments container, as the names of the settings the host
+    resolves (nothing is read at import). The probe and shape apps of the local host's tests watch it with these
+    too, so they test what is deployed. Each function needs a lease prefix of its own: functions sharing leases
+    would split the feed between them instead of each reading all of it."""
+    return {
+        "connection": "CosmosDB",
+        "database_name": "%COSMOS_DATABASE%",
+        "container_name": "%COSMOS_ASSIGNMENTS_CONTAINER%",
+        "lease_container_name": "%COSMOS_LEASES_CONTAINER%",
+        "lease_container_prefix": lease_container_prefix,
+    }
+
+
 @bp.function_name("project_changes")
 @bp.cosmos_db_trigger(
     arg_name="documents",
-    connection="CosmosDB",
-    database_name="%COSMOS_DATABASE%",
-    container_name="%COSMOS_ASSIGNMENTS_CONTAINER%",
-    lease_container_name="%COSMOS_LEASES_CONTAINER%",
-    lease_container_prefix="views-",
+    **assignments_feed("views-"),
     create_lease_container_if_not_exists=True,
     # A first deployment projects what exists already. (The library types this flag as a time; the host
     # reads the boolean the binding carries.)

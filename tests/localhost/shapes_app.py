@@ -7,6 +7,8 @@ policy. test_app_shapes.py checks that they index and run on the local host.
 
 import azure.functions as func
 
+from triggers.feed import assignments_feed
+
 bp = func.Blueprint()
 
 
@@ -14,11 +16,7 @@ bp = func.Blueprint()
 @bp.retry(strategy="exponential_backoff", max_retry_count="5", minimum_interval="00:00:01", maximum_interval="00:01:00")
 @bp.cosmos_db_trigger(
     arg_name="documents",
-    connection="CosmosDB",
-    database_name="%COSMOS_DATABASE%",
-    container_name="%COSMOS_ASSIGNMENTS_CONTAINER%",
-    lease_container_name="%COSMOS_LEASES_CONTAINER%",
-    lease_container_prefix="shapes-",
+    **assignments_feed("shapes-"),
     start_from_beginning=True,  # type: ignore[arg-type]  # azure-functions 1.26 annotates it datetime.time
 )
 @bp.queue_output(arg_name="retries", queue_name="%PROJECTION_RETRY_QUEUE%", connection="AzureWebJobsStorage")
