@@ -822,6 +822,26 @@ class RuntimeWithQueue(Runtime):
         return dataclasses.replace(super().feed_deps(), queue=self.queue)
 
 
+def timed_with_dying_notifier(
+    own_runtime: InstallRuntime, settings: Settings, clock: Clock, **dies: str
+) -> FunctionCaller:
+    """As the `timed` fixture, but the change-feed functions send through a `QueueThatDies(**dies)`."""
+    runtime = RuntimeWithQueue(settings, clock=clock)
+    runtime.queue = QueueThatDies(runtime.notifications, **dies)
+    app = own_runtime(runtime)
+    start_at(app, T0)
+    return app
+
+
+def catch_up_past_a_crash(app: FunctionCaller) -> None:
+    """The notifier dies in the feed's first delivery; the feed delivers the batch again (its checkpoint never
+    moved), and once more."""
+    with pytest.raises(Crash):
+        catch_up(app)
+    catch_up(app)
+    catch_up(app)
+
+
 class TestCrashes:
     @pytest.mark.parametrize("after_commit", [False, True], ids=["before-the-write", "after-the-write"])
     def test_a_sweep_that_dies_around_its_write_acts_once_and_the_message_still_goes(
@@ -843,16 +863,10 @@ class TestCrashes:
     def test_a_notifier_that_dies_between_sending_and_recording_repeats_the_message_with_its_event_id(
         self, own_runtime: InstallRuntime, timed_settings: Settings, clock: Clock
     ) -> None:
-        runtime = RuntimeWithQueue(timed_settings, clock=clock)
-        runtime.queue = QueueThatDies(runtime.notifications, after_send="reminder")
-        app = own_runtime(runtime)
-        start_at(app, T0)
+        app = timed_with_dying_notifier(own_runtime, timed_settings, clock, after_send="reminder")
         assignment_id = make(app, due=T0 + timedelta(hours=3))
         assert counts(run(app)) == did(reminded=1)
-        with pytest.raises(Crash):
-            catch_up(app)
-        catch_up(app)  # the feed delivers the batch again: its checkpoint never moved
-        catch_up(app)
+        catch_up_past_a_crash(app)
         (event_id,) = event_ids(app, assignment_id, "reminder")
         sent = Notifications(app).of(assignment_id, "reminder")
         assert [message["eventId"] for message in sent] == [event_id, event_id]
@@ -860,16 +874,10 @@ class TestCrashes:
     def test_a_notifier_that_dies_before_sending_loses_nothing(
         self, own_runtime: InstallRuntime, timed_settings: Settings, clock: Clock
     ) -> None:
-        runtime = RuntimeWithQueue(timed_settings, clock=clock)
-        runtime.queue = QueueThatDies(runtime.notifications, before_send="expired")
-        app = own_runtime(runtime)
-        start_at(app, T0)
+        app = timed_with_dying_notifier(own_runtime, timed_settings, clock, before_send="expired")
         assignment_id = make(app, expires=T0 + timedelta(minutes=30))
         clock.to(T0 + timedelta(hours=1))
         assert counts(run(app)) == did(expired=1)
-        with pytest.raises(Crash):
-            catch_up(app)
-        catch_up(app)
-        catch_up(app)
+        catch_up_past_a_crash(app)
         (event_id,) = event_ids(app, assignment_id, "expired")
         assert [message["eventId"] for message in Notifications(app).of(assignment_id, "expired")] == [event_id]
