@@ -15,7 +15,6 @@ import base64
 import contextlib
 import dataclasses
 import json
-import multiprocessing
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -58,6 +57,7 @@ from tests.support.api import (
     unassign,
 )
 from tests.support.app import FunctionCaller, InstallRuntime
+from tests.support.processes import race_in_processes
 from tests.support.services import RunningService
 from tests.support.tokens import JwksServer
 
@@ -743,20 +743,8 @@ class TestOverlappingSweeps:
     ) -> None:
         workers = 3
         ids, moment = seed_everything_due(timed, clock)
-        context = multiprocessing.get_context("spawn")
-        barrier, outcomes = context.Barrier(workers), context.Queue()
-        processes = [
-            context.Process(
-                target=_sweep_in_another_process, args=(timed_settings.model_dump(), moment, barrier, outcomes)
-            )
-            for _ in range(workers)
-        ]
-        for process in processes:
-            process.start()
-        reported = [outcomes.get(timeout=180) for _ in processes]
-        for process in processes:
-            process.join(timeout=30)
-            assert process.exitcode == 0
+        args = (timed_settings.model_dump(), moment)
+        reported = race_in_processes(_sweep_in_another_process, [args] * workers, timeout=180)
         results = [result for result, _ in reported]
         assert sum(lost for _, lost in reported) >= workers - 1, "the sweeps raced for at least one assignment"
         assert_each_action_once_and_each_message_sent(timed, ids, results)

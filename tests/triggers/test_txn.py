@@ -5,7 +5,6 @@ trips, the seed's own example, and concurrent assigns from several OS processes.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -41,6 +40,7 @@ from tests.support.api import (
     unassign,
 )
 from tests.support.app import TEST_TENANT, FunctionCaller, InstallRuntime, Response, Tokens
+from tests.support.processes import race_in_processes
 from tests.support.services import RunningService
 from tests.support.tokens import JwksServer
 
@@ -655,29 +655,16 @@ def test_concurrent_assigns_from_several_processes_give_one_winner(
 ) -> None:
     workers = 4
     users = [new_user(app) for _ in range(workers)]
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(workers)
-    results = context.Queue()
-    processes = [
-        context.Process(
-            target=_assign_from_another_process,
-            args=(
-                settings.model_dump(),
-                # Dispatchers allowed to assign whatever the task's state: several admin apps at once.
-                app.tokens.admin_app(f"dispatcher-{index}"),
-                {"params": {"submitKey": task["id"], "userKey": users[index].user_key}},
-                barrier,
-                results,
-            ),
+    each_args = [
+        (
+            settings.model_dump(),
+            # Dispatchers allowed to assign whatever the task's state: several admin apps at once.
+            app.tokens.admin_app(f"dispatcher-{index}"),
+            {"params": {"submitKey": task["id"], "userKey": users[index].user_key}},
         )
         for index in range(workers)
     ]
-    for process in processes:
-        process.start()
-    outcomes = [results.get(timeout=120) for _ in processes]
-    for process in processes:
-        process.join(timeout=30)
-        assert process.exitcode == 0
+    outcomes = race_in_processes(_assign_from_another_process, each_args, timeout=120)
     winners = [body for status, body, _ in outcomes if status == 200]
     losers = [(status, body) for status, body, _ in outcomes if status != 200]
     assert len(winners) == 1, outcomes
