@@ -20,7 +20,7 @@ from core.models import AssignmentDocument, IdempotencyRecord, format_timestamp
 from core.services import Command, Deps, assign_task
 from core.settings import Settings
 from core.store import AssignmentStore
-from localhost.stack import IsolatedSettings, make_settings
+from localhost.stack import IsolatedSettings
 from tests.support.api import (
     GROUP,
     JSON,
@@ -41,8 +41,6 @@ from tests.support.api import (
 )
 from tests.support.app import TEST_TENANT, FunctionCaller, InstallRuntime, Response, Tokens
 from tests.support.processes import race_in_processes
-from tests.support.services import RunningService
-from tests.support.tokens import JwksServer
 
 MESSAGES = {
     "invalidRequest": "The request body must be a JSON object with a params map",
@@ -176,16 +174,10 @@ class TestAssign:
         assert response.status == 200, response.body
         assert response.json()["assignedBy"] == actor
 
-    def test_the_seeds_example_verbatim(
-        self,
-        own_runtime: InstallRuntime,
-        cosmos_service: RunningService,
-        azurite_service: RunningService,
-        jwks_server: JwksServer,
-        tokens: Tokens,
-    ) -> None:
+    def test_the_seeds_example_verbatim(self, own_runtime: InstallRuntime, settings: Settings) -> None:
         # The seed's ids are fixed, and the emulator is shared by the whole session: a database of its own.
-        seed_app = own_runtime(Runtime(make_settings(cosmos_service, azurite_service, jwks_server)))
+        own_database = settings.model_copy(update={"cosmos_database": f"seed-{uuid.uuid4().hex[:8]}"})
+        seed_app = own_runtime(Runtime(own_database))
         body = new_body(id="15d071280b92c867f86975b9cd2e8765", taskKey="seed-task")
         del body["assigneeEmail"]
         assert create(seed_app, body).status == 201
@@ -204,7 +196,7 @@ class TestAssign:
             "txn_assign",
             method="POST",
             url=f"{TXN}/assign",
-            token=tokens.user(ORIGINATOR),
+            token=seed_app.tokens.user(ORIGINATOR),
             body=seed_request,
             headers={"Content-Type": "application/json"},
         )
