@@ -28,7 +28,7 @@ import cryptography
 import jwt
 
 from core.auth import JwksCache, TokenValidator
-from localhost.dev_signer import DevSigner
+from localhost.dev_signer import DevSigner, TokenFactory
 
 # As `TokenValidator._verify` passes them, so the bare decode does the same work minus the validator's own.
 OPTIONS: jwt.types.Options = {"require": ["exp", "aud", "iss", "tid", "oid"], "enforce_minimum_key_length": True}
@@ -78,6 +78,29 @@ def compare_validation(
     return {name: percentiles(samples) for name, samples in series.items()}
 
 
+def measure_validation(
+    validator: TokenValidator, jwks: JwksCache, factory: TokenFactory, audiences: list[str], *, n: int, warmup: int
+) -> dict[str, tuple[float, float]]:
+    """Mints `warmup + n` fresh tokens and one repeated, then runs `compare_validation` of `validator` against a
+    bare `jwt.decode` with the key `jwks` serves, the given audiences and the validator's options."""
+    print(f"minting {warmup + n} tokens ...", flush=True)
+    # Signing costs far more than verifying, so every token is minted before anything is timed.
+    fresh = [factory.user_token(groups=["g1", "g2"]) for _ in range(warmup + n)]
+    repeated = factory.user_token(groups=["g1", "g2"])
+    validator.validate(repeated)  # fetches the JWKS and caches `repeated`
+    key = jwks.get_signing_key(factory.key.kid)
+    assert key is not None
+    decode = partial(
+        jwt.decode,
+        key=key,
+        algorithms=["RS256"],
+        audience=audiences,
+        leeway=LEEWAY_SECONDS,
+        options=OPTIONS,
+    )
+    return compare_validation(validator.validate, decode, fresh, repeated, warmup=warmup)
+
+
 def print_comparison(figures: dict[str, tuple[float, float]]) -> None:
     for name, (p50, p99) in figures.items():
         print(f"{name:<18} p50 {p50:8.2f} us   p99 {p99:8.2f} us")
@@ -98,24 +121,7 @@ def main() -> None:
     try:
         factory = signer.tokens
         validator = TokenValidator(tenant_ids=[factory.tenant_id], audiences=[factory.audience], jwks=jwks)
-
-        print(f"minting {args.warmup + args.n} tokens ...", flush=True)
-        # Signing costs far more than verifying, so every token is minted before anything is timed.
-        fresh = [factory.user_token(groups=["g1", "g2"]) for _ in range(args.warmup + args.n)]
-        repeated = factory.user_token(groups=["g1", "g2"])
-        validator.validate(repeated)  # fetches the JWKS and caches `repeated`
-        key = jwks.get_signing_key(signer.key.kid)
-        assert key is not None
-        decode = partial(
-            jwt.decode,
-            key=key,
-            algorithms=["RS256"],
-            audience=[factory.audience],
-            leeway=LEEWAY_SECONDS,
-            options=OPTIONS,
-        )
-
-        figures = compare_validation(validator.validate, decode, fresh, repeated, warmup=args.warmup)
+        figures = measure_validation(validator, jwks, factory, [factory.audience], n=args.n, warmup=args.warmup)
         print(
             f"Python {platform.python_version()}, PyJWT {jwt.__version__}, cryptography {cryptography.__version__}, "
             f"n={args.n} each, alternating\n"

@@ -11,11 +11,10 @@ one user (every lookup after the first is a cache hit).
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from functools import partial
 
-from bench.harness import function_app, measure
+from bench.harness import function_app, measure, parse_n
 from localhost.caller import FunctionCaller
 from localhost.scenarios import add_user, delegate, new_assignment
 
@@ -26,9 +25,7 @@ def run(app: FunctionCaller, label: str, n: int, delegate_to: Callable[[int], st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200, help="delegations per run (default 200)")
-    n = parser.parse_args().n
+    n = parse_n(__doc__, "delegations")
 
     with function_app() as app:
         new_assignment(app)  # warm up: containers, JWKS, connections

@@ -44,10 +44,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import jwt
 from azure.core import MatchConditions
 
-from bench.bench_auth import LEEWAY_SECONDS, OPTIONS, compare_validation, print_comparison
+from bench.bench_auth import measure_validation, print_comparison
 from bench.harness import function_app
 from core.auth import JwksCache
 from core.models import partition_key_of
@@ -348,21 +347,7 @@ def bench_tokens(app: FunctionCaller, n: int, warmup: int) -> None:
     validator = app.runtime.token_validator
     jwks = JwksCache(settings.auth_jwks_uri)
     try:
-        print(f"minting {n + warmup} tokens ...", flush=True)
-        fresh = [factory.user_token(groups=["g1", "g2"]) for _ in range(n + warmup)]
-        repeated = factory.user_token(groups=["g1", "g2"])
-        validator.validate(repeated)
-        key = jwks.get_signing_key(factory.key.kid)
-        assert key is not None
-        decode = partial(
-            jwt.decode,
-            key=key,
-            algorithms=["RS256"],
-            audience=list(settings.auth_audiences),
-            leeway=LEEWAY_SECONDS,
-            options=OPTIONS,
-        )
-        figures = compare_validation(validator.validate, decode, fresh, repeated, warmup=warmup)
+        figures = measure_validation(validator, jwks, factory, list(settings.auth_audiences), n=n, warmup=warmup)
     finally:
         jwks.close()
     print(f"token validation (runtime.token_validator), n={n} each, alternating, in microseconds")

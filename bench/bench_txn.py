@@ -11,17 +11,14 @@ cache), unassign each, then assign each to one user (every lookup after the firs
 
 from __future__ import annotations
 
-import argparse
 from functools import partial
 
-from bench.harness import function_app, measure
+from bench.harness import function_app, measure, parse_n
 from localhost.scenarios import assign, new_task, new_user, unassign
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200, help="tasks per run (default 200)")
-    n = parser.parse_args().n
+    n = parse_n(__doc__, "tasks")
 
     with function_app() as app:
         new_task(app)  # warm up: containers, JWKS, connections

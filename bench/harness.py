@@ -1,4 +1,5 @@
-"""What the in-process benchmarks share: their own services, and one way to measure and print.
+"""What the in-process benchmarks share: their own services, the command line of those that take only `--n`,
+and one way to measure and print.
 
 Each benchmark runs the app on `localhost.stack` (the patched Cosmos emulator, Azurite and a JWKS server on
 127.0.0.1, settings from those alone) and drives the registered functions with real signed tokens, through
@@ -7,6 +8,7 @@ the same requests the tests make (`localhost.scenarios`).
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -14,7 +16,15 @@ from collections.abc import Callable, Sequence
 from localhost.caller import FunctionCaller, Response
 from localhost.stack import function_app_stack as function_app
 
-__all__ = ["function_app", "measure"]
+__all__ = ["function_app", "measure", "parse_n"]
+
+
+def parse_n(doc: str, what: str) -> int:
+    """`--n`, how many `what` each run makes (default 200); `doc`'s first line is the description."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help=f"{what} per run (default 200)")
+    n: int = parser.parse_args().n
+    return n
 
 
 def measure(app: FunctionCaller, label: str, calls: Sequence[Callable[[], Response]], *, expect: int) -> None:

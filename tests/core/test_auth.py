@@ -413,12 +413,18 @@ def test_one_fetch_for_many_validations(
     assert cache.fetch_count == 1
 
 
-def test_rotated_key_is_accepted_once_the_window_has_passed(
-    validator: TokenValidator, factory: TokenFactory, server: JwksServer, clock: FakeClock
-) -> None:
+@pytest.fixture
+def new_key(validator: TokenValidator, factory: TokenFactory, server: JwksServer) -> SigningKey:
+    """A key published just after the validator's first fetch: its cache does not know it yet."""
     validator.validate(factory.user_token())
-    new_key = SigningKey()
-    server.publish(new_key)
+    key = SigningKey()
+    server.publish(key)
+    return key
+
+
+def test_rotated_key_is_accepted_once_the_window_has_passed(
+    validator: TokenValidator, factory: TokenFactory, server: JwksServer, clock: FakeClock, new_key: SigningKey
+) -> None:
     rotated = factory.user_token(key=new_key)
 
     # Within the window of the first fetch, an unknown kid is refused without asking again.
@@ -464,16 +470,9 @@ def test_unknown_kids_cause_at_most_one_fetch_per_window(
         assert server.fetch_count == 1 + window
 
 
-def test_concurrent_lookups_of_a_new_kid_cause_one_fetch(
-    validator: TokenValidator, factory: TokenFactory, server: JwksServer, clock: FakeClock
-) -> None:
-    validator.validate(factory.user_token())
-    new_key = SigningKey()
-    server.publish(new_key)
-    clock.advance(WINDOW)
-    server.delay = 0.2  # keep the fetch in flight while the other threads arrive
-    token = factory.user_token(key=new_key)
-    barrier = threading.Barrier(20)
+def validate_at_once(validator: TokenValidator, token: str, threads: int = 20) -> list[Principal | BaseException]:
+    """Validates `token` on `threads` threads released together; what each returned or raised, as they finish."""
+    barrier = threading.Barrier(threads)
     results: list[Principal | BaseException] = []
     lock = threading.Lock()
 
@@ -481,16 +480,25 @@ def test_concurrent_lookups_of_a_new_kid_cause_one_fetch(
         barrier.wait()
         try:
             outcome: Principal | BaseException = validator.validate(token)
-        except BaseException as error:  # collected and asserted on below
+        except BaseException as error:  # collected and asserted on by the caller
             outcome = error
         with lock:
             results.append(outcome)
 
-    threads = [threading.Thread(target=validate) for _ in range(20)]
-    for thread in threads:
+    started = [threading.Thread(target=validate) for _ in range(threads)]
+    for thread in started:
         thread.start()
-    for thread in threads:
+    for thread in started:
         thread.join(timeout=10)
+    return results
+
+
+def test_concurrent_lookups_of_a_new_kid_cause_one_fetch(
+    validator: TokenValidator, factory: TokenFactory, server: JwksServer, clock: FakeClock, new_key: SigningKey
+) -> None:
+    clock.advance(WINDOW)
+    server.delay = 0.2  # keep the fetch in flight while the other threads arrive
+    results = validate_at_once(validator, factory.user_token(key=new_key))
     assert len(results) == 20
     assert all(isinstance(result, Principal) for result in results), results
     assert server.fetch_count == 2
@@ -500,23 +508,8 @@ def test_concurrent_cold_start_causes_one_fetch(server: JwksServer, factory: Tok
     cache = JwksCache(server.uri)
     validator = TokenValidator(tenant_ids=[TENANT], audiences=[AUDIENCE], jwks=cache)
     server.delay = 0.1
-    token = factory.user_token()
-    barrier = threading.Barrier(20)
-    failures: list[BaseException] = []
-
-    def validate() -> None:
-        barrier.wait()
-        try:
-            validator.validate(token)
-        except BaseException as error:  # collected and asserted on below
-            failures.append(error)
-
-    threads = [threading.Thread(target=validate) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=10)
-    assert failures == []
+    results = validate_at_once(validator, factory.user_token())
+    assert [result for result in results if isinstance(result, BaseException)] == []
     assert server.fetch_count == 1
     cache.close()
 

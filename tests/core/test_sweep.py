@@ -15,7 +15,6 @@ import base64
 import contextlib
 import dataclasses
 import json
-import multiprocessing
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -58,6 +57,7 @@ from tests.support.api import (
     unassign,
 )
 from tests.support.app import FunctionCaller, InstallRuntime
+from tests.support.processes import race_in_processes
 from tests.support.services import RunningService
 from tests.support.tokens import JwksServer
 
@@ -743,20 +743,8 @@ class TestOverlappingSweeps:
     ) -> None:
         workers = 3
         ids, moment = seed_everything_due(timed, clock)
-        context = multiprocessing.get_context("spawn")
-        barrier, outcomes = context.Barrier(workers), context.Queue()
-        processes = [
-            context.Process(
-                target=_sweep_in_another_process, args=(timed_settings.model_dump(), moment, barrier, outcomes)
-            )
-            for _ in range(workers)
-        ]
-        for process in processes:
-            process.start()
-        reported = [outcomes.get(timeout=180) for _ in processes]
-        for process in processes:
-            process.join(timeout=30)
-            assert process.exitcode == 0
+        args = (timed_settings.model_dump(), moment)
+        reported = race_in_processes(_sweep_in_another_process, [args] * workers, timeout=180)
         results = [result for result, _ in reported]
         assert sum(lost for _, lost in reported) >= workers - 1, "the sweeps raced for at least one assignment"
         assert_each_action_once_and_each_message_sent(timed, ids, results)
@@ -822,6 +810,26 @@ class RuntimeWithQueue(Runtime):
         return dataclasses.replace(super().feed_deps(), queue=self.queue)
 
 
+def timed_with_dying_notifier(
+    own_runtime: InstallRuntime, settings: Settings, clock: Clock, **dies: str
+) -> FunctionCaller:
+    """As the `timed` fixture, but the change-feed functions send through a `QueueThatDies(**dies)`."""
+    runtime = RuntimeWithQueue(settings, clock=clock)
+    runtime.queue = QueueThatDies(runtime.notifications, **dies)
+    app = own_runtime(runtime)
+    start_at(app, T0)
+    return app
+
+
+def catch_up_past_a_crash(app: FunctionCaller) -> None:
+    """The notifier dies in the feed's first delivery; the feed delivers the batch again (its checkpoint never
+    moved), and once more."""
+    with pytest.raises(Crash):
+        catch_up(app)
+    catch_up(app)
+    catch_up(app)
+
+
 class TestCrashes:
     @pytest.mark.parametrize("after_commit", [False, True], ids=["before-the-write", "after-the-write"])
     def test_a_sweep_that_dies_around_its_write_acts_once_and_the_message_still_goes(
@@ -843,16 +851,10 @@ class TestCrashes:
     def test_a_notifier_that_dies_between_sending_and_recording_repeats_the_message_with_its_event_id(
         self, own_runtime: InstallRuntime, timed_settings: Settings, clock: Clock
     ) -> None:
-        runtime = RuntimeWithQueue(timed_settings, clock=clock)
-        runtime.queue = QueueThatDies(runtime.notifications, after_send="reminder")
-        app = own_runtime(runtime)
-        start_at(app, T0)
+        app = timed_with_dying_notifier(own_runtime, timed_settings, clock, after_send="reminder")
         assignment_id = make(app, due=T0 + timedelta(hours=3))
         assert counts(run(app)) == did(reminded=1)
-        with pytest.raises(Crash):
-            catch_up(app)
-        catch_up(app)  # the feed delivers the batch again: its checkpoint never moved
-        catch_up(app)
+        catch_up_past_a_crash(app)
         (event_id,) = event_ids(app, assignment_id, "reminder")
         sent = Notifications(app).of(assignment_id, "reminder")
         assert [message["eventId"] for message in sent] == [event_id, event_id]
@@ -860,16 +862,10 @@ class TestCrashes:
     def test_a_notifier_that_dies_before_sending_loses_nothing(
         self, own_runtime: InstallRuntime, timed_settings: Settings, clock: Clock
     ) -> None:
-        runtime = RuntimeWithQueue(timed_settings, clock=clock)
-        runtime.queue = QueueThatDies(runtime.notifications, before_send="expired")
-        app = own_runtime(runtime)
-        start_at(app, T0)
+        app = timed_with_dying_notifier(own_runtime, timed_settings, clock, before_send="expired")
         assignment_id = make(app, expires=T0 + timedelta(minutes=30))
         clock.to(T0 + timedelta(hours=1))
         assert counts(run(app)) == did(expired=1)
-        with pytest.raises(Crash):
-            catch_up(app)
-        catch_up(app)
-        catch_up(app)
+        catch_up_past_a_crash(app)
         (event_id,) = event_ids(app, assignment_id, "expired")
         assert [message["eventId"] for message in Notifications(app).of(assignment_id, "expired")] == [event_id]

@@ -8,6 +8,7 @@ these against the emulator is tested in test_sweep.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,6 +42,15 @@ def filed(document: AssignmentDocument, policy: ReminderPolicy = POLICY) -> date
     return next_action_at(document, policy)
 
 
+def assert_acts_first_at(
+    document: AssignmentDocument, moment: datetime, action: Action, policy: ReminderPolicy = POLICY
+) -> None:
+    """Filed in the due index for `moment`, nothing due a tick before it, and `action` due at it."""
+    assert filed(document, policy) == moment
+    assert at(document, moment - TICK, policy) is None
+    assert at(document, moment, policy) is action
+
+
 def swept(document: AssignmentDocument, now: datetime, policy: ReminderPolicy = POLICY) -> AssignmentDocument:
     """The document after the timer's operation at `now` (the document itself when nothing was due)."""
     decision = aggregate.timer(document, Context(principal=OLIVIA.principal(), now=now), policy)
@@ -65,9 +75,7 @@ def terminal(status: Status) -> dict[str, Any]:
 class TestBeforeDue:
     def test_is_filed_at_d_minus_lead_and_due_from_then_until_d(self) -> None:
         document = assignment(due_at=D)
-        assert filed(document) == D - LEAD
-        assert at(document, D - LEAD - TICK) is None
-        assert at(document, D - LEAD) is Action.REMIND
+        assert_acts_first_at(document, D - LEAD, Action.REMIND)
         assert at(document, D - TICK) is Action.REMIND
 
     def test_an_assignment_created_inside_the_window_is_reminded_at_the_next_sweep(self) -> None:
@@ -91,9 +99,7 @@ class TestBeforeDue:
 class TestAtDue:
     def test_after_the_before_due_reminder_the_next_is_at_d(self) -> None:
         document = assignment(due_at=D, last_reminder_at=D - timedelta(hours=1), reminders_sent=1)
-        assert filed(document) == D
-        assert at(document, D - TICK) is None
-        assert at(document, D) is Action.REMIND
+        assert_acts_first_at(document, D, Action.REMIND)
 
     def test_only_one_even_when_the_before_due_one_was_missed(self) -> None:
         # No sweep ran in the window: at due is one reminder, then the next is a repeat.
@@ -107,20 +113,14 @@ class TestAtDue:
         assert filed(reminded) == late + REPEAT
 
     def test_lead_zero_means_no_before_due_reminder_only_at_due(self) -> None:
-        policy = ReminderPolicy(lead=timedelta(0), repeat=REPEAT, expiry_warning=WARNING, max_reminders=3)
-        document = assignment(due_at=D)
-        assert filed(document, policy) == D
-        assert at(document, D - TICK, policy) is None
-        assert at(document, D, policy) is Action.REMIND
+        assert_acts_first_at(assignment(due_at=D), D, Action.REMIND, replace(POLICY, lead=timedelta(0)))
 
 
 class TestRepeat:
     def test_every_repeat_after_the_last_reminder_once_d_has_passed(self) -> None:
         last = D + timedelta(minutes=5)
         document = assignment(due_at=D, last_reminder_at=last, reminders_sent=1)
-        assert filed(document) == last + REPEAT
-        assert at(document, last + REPEAT - TICK) is None
-        assert at(document, last + REPEAT) is Action.REMIND
+        assert_acts_first_at(document, last + REPEAT, Action.REMIND)
 
     def test_a_late_sweep_sends_one_repeat_not_one_per_period_missed(self) -> None:
         last = D
@@ -148,7 +148,7 @@ class TestReminderMax:
         assert at(document, E) is Action.EXPIRE
 
     def test_reminder_max_zero_sends_none(self) -> None:
-        policy = ReminderPolicy(lead=LEAD, repeat=REPEAT, expiry_warning=WARNING, max_reminders=0)
+        policy = replace(POLICY, max_reminders=0)
         assert at(assignment(due_at=D), D, policy) is None
         assert filed(assignment(due_at=D), policy) is None
 
@@ -164,9 +164,7 @@ class TestReminderMax:
 class TestExpiryWarning:
     def test_once_in_the_window_before_e(self) -> None:
         document = assignment(expires_at=E)
-        assert filed(document) == E - WARNING
-        assert at(document, E - WARNING - TICK) is None
-        assert at(document, E - WARNING) is Action.WARN
+        assert_acts_first_at(document, E - WARNING, Action.WARN)
         warned = swept(document, E - WARNING)
         assert warned.expiry_warned_at == E - WARNING
         assert at(warned, E - TICK) is None
@@ -215,11 +213,7 @@ class TestExpiryWarning:
         assert edited.expiry_warned_at == E - WARNING
 
     def test_a_zero_warning_is_never_sent(self) -> None:
-        policy = ReminderPolicy(lead=LEAD, repeat=REPEAT, expiry_warning=timedelta(0), max_reminders=3)
-        document = assignment(expires_at=E)
-        assert filed(document, policy) == E
-        assert at(document, E - TICK, policy) is None
-        assert at(document, E, policy) is Action.EXPIRE
+        assert_acts_first_at(assignment(expires_at=E), E, Action.EXPIRE, replace(POLICY, expiry_warning=timedelta(0)))
 
 
 class TestExpiry:

@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
-from core.bootstrap import Runtime, set_runtime
+from core.bootstrap import Runtime
 from core.settings import Settings
 from tests.support.api import ORIGINATOR, create, new_assignment, new_body, post_event
-from tests.support.app import TEST_TENANT, FunctionCaller
+from tests.support.app import TEST_TENANT, FunctionCaller, InstallRuntime
 from tests.support.tokens import JwksServer, SigningKey, TokenFactory, v1_issuer, v2_issuer
 
 
@@ -91,47 +91,37 @@ def test_valid_tokens_get_200(app: FunctionCaller, version: int) -> None:
     assert _get(app, app.tokens.user(ORIGINATOR, version=version), created.json()["id"]) == 200
 
 
-def test_one_jwks_fetch_across_100_requests(app: FunctionCaller, settings: Settings, jwks_server: JwksServer) -> None:
-    fresh = Runtime(settings)
-    set_runtime(fresh)
-    try:
-        token = app.tokens.user(ORIGINATOR)
-        before = jwks_server.fetch_count
-        statuses = {_get(app, token, "missing-id") for _ in range(100)}
-        assert statuses == {404}
-        assert jwks_server.fetch_count - before == 1
-    finally:
-        set_runtime(app.runtime)
+def test_one_jwks_fetch_across_100_requests(
+    own_runtime: InstallRuntime, settings: Settings, jwks_server: JwksServer
+) -> None:
+    app = own_runtime(Runtime(settings))
+    token = app.tokens.user(ORIGINATOR)
+    before = jwks_server.fetch_count
+    statuses = {_get(app, token, "missing-id") for _ in range(100)}
+    assert statuses == {404}
+    assert jwks_server.fetch_count - before == 1
 
 
 def test_unknown_kids_fetch_at_most_once_per_window(
-    app: FunctionCaller, settings: Settings, jwks_server: JwksServer
+    own_runtime: InstallRuntime, settings: Settings, jwks_server: JwksServer
 ) -> None:
-    fresh = Runtime(settings, jwks_min_refetch_interval=60)
-    set_runtime(fresh)
-    try:
-        assert _get(app, app.tokens.user(ORIGINATOR), "missing-id") == 404
-        before = jwks_server.fetch_count
-        for _ in range(20):
-            assert _get(app, app.tokens.user(ORIGINATOR, key=SigningKey())) == 401
-        assert jwks_server.fetch_count - before <= 1
-    finally:
-        set_runtime(app.runtime)
+    app = own_runtime(Runtime(settings, jwks_min_refetch_interval=60))
+    assert _get(app, app.tokens.user(ORIGINATOR), "missing-id") == 404
+    before = jwks_server.fetch_count
+    for _ in range(20):
+        assert _get(app, app.tokens.user(ORIGINATOR, key=SigningKey())) == 401
+    assert jwks_server.fetch_count - before <= 1
 
 
 def test_a_rotated_key_is_accepted_without_restart(
-    app: FunctionCaller, settings: Settings, jwks_server: JwksServer
+    own_runtime: InstallRuntime, settings: Settings, jwks_server: JwksServer
 ) -> None:
-    fresh = Runtime(settings, jwks_min_refetch_interval=0.2)
-    set_runtime(fresh)
-    try:
-        assert _get(app, app.tokens.user(ORIGINATOR), "missing-id") == 404
-        new_key = SigningKey()
-        time.sleep(0.3)
-        jwks_server.publish(new_key)
-        assert _get(app, app.tokens.user(ORIGINATOR, key=new_key), "missing-id") == 404
-    finally:
-        set_runtime(app.runtime)
+    app = own_runtime(Runtime(settings, jwks_min_refetch_interval=0.2))
+    assert _get(app, app.tokens.user(ORIGINATOR), "missing-id") == 404
+    new_key = SigningKey()
+    time.sleep(0.3)
+    jwks_server.publish(new_key)
+    assert _get(app, app.tokens.user(ORIGINATOR, key=new_key), "missing-id") == 404
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ trips, the seed's own example, and concurrent assigns from several OS processes.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -21,7 +20,7 @@ from core.models import AssignmentDocument, IdempotencyRecord, format_timestamp
 from core.services import Command, Deps, assign_task
 from core.settings import Settings
 from core.store import AssignmentStore
-from localhost.stack import IsolatedSettings, make_settings
+from localhost.stack import IsolatedSettings
 from tests.support.api import (
     GROUP,
     JSON,
@@ -41,8 +40,7 @@ from tests.support.api import (
     unassign,
 )
 from tests.support.app import TEST_TENANT, FunctionCaller, InstallRuntime, Response, Tokens
-from tests.support.services import RunningService
-from tests.support.tokens import JwksServer
+from tests.support.processes import race_in_processes
 
 MESSAGES = {
     "invalidRequest": "The request body must be a JSON object with a params map",
@@ -176,16 +174,10 @@ class TestAssign:
         assert response.status == 200, response.body
         assert response.json()["assignedBy"] == actor
 
-    def test_the_seeds_example_verbatim(
-        self,
-        own_runtime: InstallRuntime,
-        cosmos_service: RunningService,
-        azurite_service: RunningService,
-        jwks_server: JwksServer,
-        tokens: Tokens,
-    ) -> None:
+    def test_the_seeds_example_verbatim(self, own_runtime: InstallRuntime, settings: Settings) -> None:
         # The seed's ids are fixed, and the emulator is shared by the whole session: a database of its own.
-        seed_app = own_runtime(Runtime(make_settings(cosmos_service, azurite_service, jwks_server)))
+        own_database = settings.model_copy(update={"cosmos_database": f"seed-{uuid.uuid4().hex[:8]}"})
+        seed_app = own_runtime(Runtime(own_database))
         body = new_body(id="15d071280b92c867f86975b9cd2e8765", taskKey="seed-task")
         del body["assigneeEmail"]
         assert create(seed_app, body).status == 201
@@ -204,7 +196,7 @@ class TestAssign:
             "txn_assign",
             method="POST",
             url=f"{TXN}/assign",
-            token=tokens.user(ORIGINATOR),
+            token=seed_app.tokens.user(ORIGINATOR),
             body=seed_request,
             headers={"Content-Type": "application/json"},
         )
@@ -655,29 +647,16 @@ def test_concurrent_assigns_from_several_processes_give_one_winner(
 ) -> None:
     workers = 4
     users = [new_user(app) for _ in range(workers)]
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(workers)
-    results = context.Queue()
-    processes = [
-        context.Process(
-            target=_assign_from_another_process,
-            args=(
-                settings.model_dump(),
-                # Dispatchers allowed to assign whatever the task's state: several admin apps at once.
-                app.tokens.admin_app(f"dispatcher-{index}"),
-                {"params": {"submitKey": task["id"], "userKey": users[index].user_key}},
-                barrier,
-                results,
-            ),
+    each_args = [
+        (
+            settings.model_dump(),
+            # Dispatchers allowed to assign whatever the task's state: several admin apps at once.
+            app.tokens.admin_app(f"dispatcher-{index}"),
+            {"params": {"submitKey": task["id"], "userKey": users[index].user_key}},
         )
         for index in range(workers)
     ]
-    for process in processes:
-        process.start()
-    outcomes = [results.get(timeout=120) for _ in processes]
-    for process in processes:
-        process.join(timeout=30)
-        assert process.exitcode == 0
+    outcomes = race_in_processes(_assign_from_another_process, each_args, timeout=120)
     winners = [body for status, body, _ in outcomes if status == 200]
     losers = [(status, body) for status, body, _ in outcomes if status != 200]
     assert len(winners) == 1, outcomes
