@@ -62,21 +62,20 @@ _ACTIVE_OPERATIONS: dict[Operation, Status] = {
     Operation.DELEGATE: Status.DELEGATED,
 }
 
+# A reporter may start a task nobody holds yet; assigning it later keeps its progress.
+_STATUS_KEEPING_OPERATIONS = (Operation.REASSIGN, Operation.ASSIGN, Operation.EDIT, Operation.REMIND)
+
 TRANSITIONS: dict[tuple[Status, Operation], Status] = {
     (Status.PENDING, Operation.START): Status.IN_PROGRESS,
-    (Status.PENDING, Operation.REASSIGN): Status.PENDING,
-    (Status.PENDING, Operation.ASSIGN): Status.PENDING,
-    (Status.PENDING, Operation.UNASSIGN): Status.PENDING,
-    (Status.PENDING, Operation.EDIT): Status.PENDING,
-    (Status.PENDING, Operation.REMIND): Status.PENDING,
     (Status.IN_PROGRESS, Operation.PROGRESS): Status.IN_PROGRESS,
-    # A reporter may start a task nobody holds yet; assigning it later keeps its progress.
-    (Status.IN_PROGRESS, Operation.ASSIGN): Status.IN_PROGRESS,
-    (Status.IN_PROGRESS, Operation.REASSIGN): Status.IN_PROGRESS,
-    (Status.IN_PROGRESS, Operation.EDIT): Status.IN_PROGRESS,
-    (Status.IN_PROGRESS, Operation.REMIND): Status.IN_PROGRESS,
     # Unassigning a started task hands it back: the next assignee starts from `pending`.
+    (Status.PENDING, Operation.UNASSIGN): Status.PENDING,
     (Status.IN_PROGRESS, Operation.UNASSIGN): Status.PENDING,
+    **{
+        (status, operation): status
+        for status in (Status.PENDING, Status.IN_PROGRESS)
+        for operation in _STATUS_KEEPING_OPERATIONS
+    },
     **{
         (status, operation): target
         for status in (Status.PENDING, Status.IN_PROGRESS)
