@@ -144,12 +144,15 @@ def is_candidate(principal: Principal, assignment: AssignmentFields) -> bool:
     return assignment.is_task and assignment.is_unassigned and is_candidate_member(principal, assignment)
 
 
+def _manages(principal: Principal, assignment: AssignmentDocument) -> bool:
+    """Admins, the originator and `assignedBy`: they may read a task and hand it on, whoever holds it."""
+    return principal.is_admin or is_originator(principal, assignment) or is_assigner(principal, assignment)
+
+
 def can_read(principal: Principal, assignment: AssignmentDocument) -> bool:
     return (
-        principal.is_admin
+        _manages(principal, assignment)
         or is_assignee(principal, assignment)
-        or is_originator(principal, assignment)
-        or is_assigner(principal, assignment)
         or is_chain_member(principal, assignment)
         or is_candidate(principal, assignment)
     )
@@ -167,22 +170,12 @@ def may_txn_assign(principal: Principal, assignment: AssignmentDocument) -> bool
     """Admins, the originator, `assignedBy`, and, while the task is unassigned, candidate-group members
     (docs/api-rules.md, "Who may do what"). A member who tries to claim a task someone else just took is
     told `accessDenied`, as for anyone the task is no longer offered to."""
-    return (
-        principal.is_admin
-        or is_originator(principal, assignment)
-        or is_assigner(principal, assignment)
-        or is_candidate(principal, assignment)
-    )
+    return _manages(principal, assignment) or is_candidate(principal, assignment)
 
 
 def may_txn_unassign(principal: Principal, assignment: AssignmentDocument) -> bool:
     """Admins, the originator, `assignedBy`, and the assignee."""
-    return (
-        principal.is_admin
-        or is_originator(principal, assignment)
-        or is_assigner(principal, assignment)
-        or is_assignee(principal, assignment)
-    )
+    return _manages(principal, assignment) or is_assignee(principal, assignment)
 
 
 # --- delegation --------------------------------------------------------------------------------------
