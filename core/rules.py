@@ -195,18 +195,12 @@ def check_delegation(original: AssignmentDocument, now: datetime, *, max_depth: 
     return target
 
 
-def check_delegate(original: AssignmentDocument, *, upn: str, user_key: str | None) -> None:
-    """The delegate must be neither the current assignee nor anyone earlier in the chain: by key when the
-    directory knows the user, else by the UPN asked for (so the order of the checks never depends on it)."""
-    if user_key is not None:
-        if user_key == original.assignee_user_key:
-            raise SelfDelegation("An assignment cannot be delegated to its current assignee")
-        if user_key in original.delegation_chain_user_keys:
-            raise DelegationCycle(f"{upn} already held this assignment earlier in its delegation chain")
-        return
-    if upn == (original.assignee_email or "").lower():
+def check_delegate(original: AssignmentDocument, *, upn: str, user_key: str) -> None:
+    """The delegate, by the key the directory resolved for `upn`, must be neither the current assignee nor
+    anyone earlier in the chain (a UPN proves nothing: it may be another user's now)."""
+    if user_key == original.assignee_user_key:
         raise SelfDelegation("An assignment cannot be delegated to its current assignee")
-    if upn in (member.lower() for member in original.delegation_chain):
+    if user_key in original.delegation_chain_user_keys:
         raise DelegationCycle(f"{upn} already held this assignment earlier in its delegation chain")
 
 
