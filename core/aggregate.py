@@ -447,6 +447,23 @@ def successor_id(original: AssignmentFields) -> str:
     return f"{original.id.split('.', 1)[0]}.{len(original.delegation_chain) + 1}"
 
 
+# What happened to the original so far: a successor starts these at their defaults (none, zero, empty).
+_STARTED_AFRESH = frozenset(
+    {
+        "attempts",
+        "reminders_sent",
+        "last_reminder_at",
+        "delegated_to",
+        "cancelled_at",
+        "cancelled_by",
+        "cancellation_reason",
+        "rejected_at",
+        "rejected_by",
+        "rejection_reason",
+    }
+)
+
+
 def build_successor(
     original: AssignmentDocument, delegate_user: DirectoryUser, ctx: Context, *, reason: str | None
 ) -> AssignmentDocument:
@@ -455,26 +472,16 @@ def build_successor(
     previous_assignee = original.assignee_email or original.assignee_user_key
     assert previous_assignee is not None, "check_delegation refuses an unassigned original"
     now, principal = ctx.now, ctx.principal
-    fields = original.model_dump(include=set(AssignmentFields.model_fields))
+    fields = original.model_dump(include=AssignmentFields.model_fields.keys() - _STARTED_AFRESH)
     fields.update(
         id=successor_id(original),
         assignee_email=delegate_user.upn.lower(),
         assignee_user_key=delegate_user.user_key,
         assigned_by=principal.actor,
         status=Status.PENDING,
-        attempts=[],
-        reminders_sent=0,
-        last_reminder_at=None,
         delegated_from=original.id,
-        delegated_to=None,
         delegation_chain=[*original.delegation_chain, previous_assignee],
         delegation_reason=reason,
-        cancelled_at=None,
-        cancelled_by=None,
-        cancellation_reason=None,
-        rejected_at=None,
-        rejected_by=None,
-        rejection_reason=None,
         created_at=now,
         created_by=principal.actor,
         updated_at=now,
