@@ -36,15 +36,8 @@ from core.events import EventDocument, EventType, new_event
 from core.models import (
     AssignmentDocument,
     AssignmentFields,
-    CancelRequest,
-    CompleteRequest,
     CompletionCriteria,
-    CreateRequest,
-    DelegateRequest,
-    EventRequest,
     PatchRequest,
-    ReassignRequest,
-    RejectRequest,
     Status,
     check_schedule_and_score,
     deep_copy,
@@ -71,6 +64,15 @@ from core.timer_rules import Action, ReminderPolicy, due_action
 if TYPE_CHECKING:
     from core.auth import Principal
     from core.directory import DirectoryUser
+    from core.models import (
+        CancelRequest,
+        CompleteRequest,
+        CreateRequest,
+        DelegateRequest,
+        EventRequest,
+        ReassignRequest,
+        RejectRequest,
+    )
 
 # The actor the timer writes as (docs/api-rules.md, "Timer: expiry and reminders").
 SYSTEM_ACTOR = "system:timer"
