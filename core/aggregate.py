@@ -36,15 +36,8 @@ from core.events import EventDocument, EventType, new_event
 from core.models import (
     AssignmentDocument,
     AssignmentFields,
-    CancelRequest,
-    CompleteRequest,
     CompletionCriteria,
-    CreateRequest,
-    DelegateRequest,
-    EventRequest,
     PatchRequest,
-    ReassignRequest,
-    RejectRequest,
     Status,
     check_schedule_and_score,
     deep_copy,
@@ -71,6 +64,15 @@ from core.timer_rules import Action, ReminderPolicy, due_action
 if TYPE_CHECKING:
     from core.auth import Principal
     from core.directory import DirectoryUser
+    from core.models import (
+        CancelRequest,
+        CompleteRequest,
+        CreateRequest,
+        DelegateRequest,
+        EventRequest,
+        ReassignRequest,
+        RejectRequest,
+    )
 
 # The actor the timer writes as (docs/api-rules.md, "Timer: expiry and reminders").
 SYSTEM_ACTOR = "system:timer"
@@ -149,10 +151,14 @@ def _guard(document: AssignmentDocument, ctx: Context, *, may: bool, who: str) -
     check_if_match(ctx.if_match, document)
 
 
-def _next_version(document: AssignmentDocument, ctx: Context, actor: str | None = None) -> AssignmentDocument:
-    """A copy of the document as the next version, stamped with who changed it and when."""
+def _next_version(
+    document: AssignmentDocument, ctx: Context, status: Status | None = None, *, actor: str | None = None
+) -> AssignmentDocument:
+    """A copy of the document as the next version, in `status` if given, stamped with who changed it and when."""
     new: AssignmentDocument = deep_copy(document)
     new.version += 1
+    if status is not None:
+        new.status = status
     new.updated_at = ctx.now
     new.updated_by = actor or ctx.principal.actor
     return new
@@ -224,8 +230,7 @@ def complete(document: AssignmentDocument, ctx: Context, _request: CompleteReque
         raise CriteriaNotManual(
             f"Only manual assignments are completed by request; this one completes on {document.completion_criteria}"
         )
-    new = _next_version(document, ctx)
-    new.status = target
+    new = _next_version(document, ctx, status=target)
     return _changed(new, _event(new, EventType.COMPLETED, ctx))
 
 
@@ -234,8 +239,7 @@ def reject(document: AssignmentDocument, ctx: Context, request: RejectRequest) -
     target = allowed_transition(document, Operation.REJECT, ctx.now)
     if not document.allow_rejection:
         raise RejectionNotAllowed(f"Assignment {document.id} does not allow rejection")
-    new = _next_version(document, ctx)
-    new.status = target
+    new = _next_version(document, ctx, status=target)
     new.rejected_at = ctx.now
     new.rejected_by = ctx.principal.actor
     new.rejection_reason = request.reason
@@ -245,8 +249,7 @@ def reject(document: AssignmentDocument, ctx: Context, request: RejectRequest) -
 def cancel(document: AssignmentDocument, ctx: Context, request: CancelRequest) -> Decision:
     _guard(document, ctx, may=is_originator(ctx.principal, document), who="the originator")
     target = allowed_transition(document, Operation.CANCEL, ctx.now)
-    new = _next_version(document, ctx)
-    new.status = target
+    new = _next_version(document, ctx, status=target)
     new.cancelled_at = ctx.now
     new.cancelled_by = ctx.principal.actor
     new.cancellation_reason = request.reason
@@ -282,8 +285,7 @@ def reassign(document: AssignmentDocument, ctx: Context, request: ReassignReques
         raise ValidationFailed(f"toUpn {message}", [FieldError("toUpn", message)])
     if ctx.user is None:
         raise UserNotFound(f"No enabled user {request.to_upn} is in the directory")
-    new = _next_version(document, ctx)
-    new.status = target
+    new = _next_version(document, ctx, status=target)
     new.reassigned_from = document.assignee_email
     _hand_to(new, ctx.user, ctx)
     event = _event(
@@ -329,8 +331,7 @@ def assign(task: AssignmentDocument, ctx: Context, user_key: str) -> Decision:
         return Decision.lookup(task)
     if ctx.user is None:
         raise UserNotFound(f"No enabled user with key {user_key} is in the directory")
-    new = _next_version(task, ctx)
-    new.status = target
+    new = _next_version(task, ctx, status=target)
     _hand_to(new, ctx.user, ctx)
     return _changed(new, _event(new, EventType.ASSIGNED, ctx, to=new.assignee_email))
 
@@ -338,8 +339,7 @@ def assign(task: AssignmentDocument, ctx: Context, user_key: str) -> Decision:
 def unassign(task: AssignmentDocument, ctx: Context) -> Decision:
     _txn_guard(task, ctx, may=may_txn_unassign(ctx.principal, task))
     target = _check_task_state(task, Operation.UNASSIGN, ctx.now)
-    new = _next_version(task, ctx)
-    new.status = target
+    new = _next_version(task, ctx, status=target)
     new.assignee_email = None
     new.assignee_user_key = None
     return _changed(new, _event(new, EventType.UNASSIGNED, ctx, previous=task, from_=task.assignee_email))
@@ -378,13 +378,12 @@ def edit(document: AssignmentDocument, ctx: Context, patch: PatchRequest) -> Dec
     _check_edited(document, changes)
     if all(getattr(document, name) == value for name, value in changes.items()):
         return Decision.unchanged(document)
-    new = _next_version(document, ctx)
+    new = _next_version(document, ctx, status=target)
     for name, value in changes.items():
         setattr(new, name, value)
     if new.expires_at != document.expires_at:
         # A new expiry deserves its own warning.
         new.expiry_warned_at = None
-    new.status = target
     return _changed(new, _event(new, EventType.EDITED, ctx))
 
 
@@ -450,6 +449,23 @@ def successor_id(original: AssignmentFields) -> str:
     return f"{original.id.split('.', 1)[0]}.{len(original.delegation_chain) + 1}"
 
 
+# What happened to the original so far: a successor starts these at their defaults (none, zero, empty).
+_STARTED_AFRESH = frozenset(
+    {
+        "attempts",
+        "reminders_sent",
+        "last_reminder_at",
+        "delegated_to",
+        "cancelled_at",
+        "cancelled_by",
+        "cancellation_reason",
+        "rejected_at",
+        "rejected_by",
+        "rejection_reason",
+    }
+)
+
+
 def build_successor(
     original: AssignmentDocument, delegate_user: DirectoryUser, ctx: Context, *, reason: str | None
 ) -> AssignmentDocument:
@@ -458,26 +474,16 @@ def build_successor(
     previous_assignee = original.assignee_email or original.assignee_user_key
     assert previous_assignee is not None, "check_delegation refuses an unassigned original"
     now, principal = ctx.now, ctx.principal
-    fields = original.model_dump(include=set(AssignmentFields.model_fields))
+    fields = original.model_dump(include=AssignmentFields.model_fields.keys() - _STARTED_AFRESH)
     fields.update(
         id=successor_id(original),
         assignee_email=delegate_user.upn.lower(),
         assignee_user_key=delegate_user.user_key,
         assigned_by=principal.actor,
         status=Status.PENDING,
-        attempts=[],
-        reminders_sent=0,
-        last_reminder_at=None,
         delegated_from=original.id,
-        delegated_to=None,
         delegation_chain=[*original.delegation_chain, previous_assignee],
         delegation_reason=reason,
-        cancelled_at=None,
-        cancelled_by=None,
-        cancellation_reason=None,
-        rejected_at=None,
-        rejected_by=None,
-        rejection_reason=None,
         created_at=now,
         created_by=principal.actor,
         updated_at=now,
@@ -518,8 +524,7 @@ def delegate(original: AssignmentDocument, ctx: Context, request: DelegateReques
     if ctx.user is None:
         raise UserNotFound(f"No enabled user {request.to_upn} is in the directory")
     successor = build_successor(original, ctx.user, ctx, reason=request.reason)
-    new = _next_version(original, ctx)
-    new.status = target
+    new = _next_version(original, ctx, status=target)
     new.delegated_to = successor.id
     new.delegation_reason = request.reason
     delegated = _event(

@@ -52,6 +52,7 @@ a race, and use cases retry on it. Should it ever escape, it is a bug and surfac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 
 class DomainError(Exception):
@@ -64,6 +65,11 @@ class DomainError(Exception):
         self.detail = detail
 
 
+def _leaf(name: str, base: type[DomainError], code: str) -> type[DomainError]:
+    """A class of the tree that adds nothing to its base but its code, declared as one row."""
+    return cast("type[DomainError]", type(name, (base,), {"__module__": __name__, "code": code}))
+
+
 class Unauthenticated(DomainError):
     code = "unauthenticated"
 
@@ -72,8 +78,7 @@ class Unauthenticated(DomainError):
         self.token_sent = token_sent
 
 
-class Forbidden(DomainError):
-    code = "forbidden"
+Forbidden = _leaf("Forbidden", DomainError, "forbidden")
 
 
 class RequestError(DomainError):
@@ -119,8 +124,7 @@ class UserKeyNotSpecified(TxnRequestError):
         super().__init__("userKey not specified")
 
 
-class PayloadTooLarge(RequestError):
-    code = "payloadTooLarge"
+PayloadTooLarge = _leaf("PayloadTooLarge", RequestError, "payloadTooLarge")
 
 
 @dataclass(frozen=True)
@@ -137,8 +141,7 @@ class ValidationFailed(RequestError):
         self.errors = errors or []
 
 
-class IdempotencyKeyReused(DomainError):
-    code = "idempotencyKeyReused"
+IdempotencyKeyReused = _leaf("IdempotencyKeyReused", DomainError, "idempotencyKeyReused")
 
 
 class NotFound(DomainError):
@@ -150,12 +153,8 @@ class NotVisible(NotFound):
     routes report it as `accessDenied`, as their seed requires."""
 
 
-class PreconditionFailed(DomainError):
-    code = "preconditionFailed"
-
-
-class PreconditionRequired(DomainError):
-    code = "preconditionRequired"
+PreconditionFailed = _leaf("PreconditionFailed", DomainError, "preconditionFailed")
+PreconditionRequired = _leaf("PreconditionRequired", DomainError, "preconditionRequired")
 
 
 class ConflictError(DomainError):
@@ -171,70 +170,28 @@ class InvalidTransition(ConflictError):
         self.delegated_to = delegated_to
 
 
-class AlreadyDelegated(ConflictError):
-    code = "alreadyDelegated"
-
-
-class DelegationNotAllowed(ConflictError):
-    code = "delegationNotAllowed"
-
-
-class RejectionNotAllowed(ConflictError):
-    code = "rejectionNotAllowed"
-
-
-class CriteriaNotManual(ConflictError):
-    code = "criteriaNotManual"
-
-
-class NotAssigned(ConflictError):
-    code = "notAssigned"
-
-
-class AlreadyAssigned(ConflictError):
-    code = "alreadyAssigned"
-
-
-class NotATask(ConflictError):
-    code = "notATask"
-
-
-class Expired(ConflictError):
-    code = "expired"
-
-
-class DuplicateId(ConflictError):
-    code = "duplicateId"
-
-
-class DuplicateUpn(ConflictError):
-    code = "duplicateUpn"
-
-
-class LimitExceeded(ConflictError):
-    """A write would pass a bound on what one assignment keeps (attempts, or Cosmos's item size)."""
-
-    code = "limitExceeded"
+AlreadyDelegated = _leaf("AlreadyDelegated", ConflictError, "alreadyDelegated")
+DelegationNotAllowed = _leaf("DelegationNotAllowed", ConflictError, "delegationNotAllowed")
+RejectionNotAllowed = _leaf("RejectionNotAllowed", ConflictError, "rejectionNotAllowed")
+CriteriaNotManual = _leaf("CriteriaNotManual", ConflictError, "criteriaNotManual")
+NotAssigned = _leaf("NotAssigned", ConflictError, "notAssigned")
+AlreadyAssigned = _leaf("AlreadyAssigned", ConflictError, "alreadyAssigned")
+NotATask = _leaf("NotATask", ConflictError, "notATask")
+Expired = _leaf("Expired", ConflictError, "expired")
+DuplicateId = _leaf("DuplicateId", ConflictError, "duplicateId")
+DuplicateUpn = _leaf("DuplicateUpn", ConflictError, "duplicateUpn")
+# A write would pass a bound on what one assignment keeps (attempts, or Cosmos's item size).
+LimitExceeded = _leaf("LimitExceeded", ConflictError, "limitExceeded")
 
 
 class UnprocessableError(DomainError):
     pass
 
 
-class UserNotFound(UnprocessableError):
-    code = "userNotFound"
-
-
-class SelfDelegation(UnprocessableError):
-    code = "selfDelegation"
-
-
-class DelegationCycle(UnprocessableError):
-    code = "delegationCycle"
-
-
-class DelegationTooDeep(UnprocessableError):
-    code = "delegationTooDeep"
+UserNotFound = _leaf("UserNotFound", UnprocessableError, "userNotFound")
+SelfDelegation = _leaf("SelfDelegation", UnprocessableError, "selfDelegation")
+DelegationCycle = _leaf("DelegationCycle", UnprocessableError, "delegationCycle")
+DelegationTooDeep = _leaf("DelegationTooDeep", UnprocessableError, "delegationTooDeep")
 
 
 class ServiceUnavailable(DomainError):

@@ -62,21 +62,20 @@ _ACTIVE_OPERATIONS: dict[Operation, Status] = {
     Operation.DELEGATE: Status.DELEGATED,
 }
 
+# A reporter may start a task nobody holds yet; assigning it later keeps its progress.
+_STATUS_KEEPING_OPERATIONS = (Operation.REASSIGN, Operation.ASSIGN, Operation.EDIT, Operation.REMIND)
+
 TRANSITIONS: dict[tuple[Status, Operation], Status] = {
     (Status.PENDING, Operation.START): Status.IN_PROGRESS,
-    (Status.PENDING, Operation.REASSIGN): Status.PENDING,
-    (Status.PENDING, Operation.ASSIGN): Status.PENDING,
-    (Status.PENDING, Operation.UNASSIGN): Status.PENDING,
-    (Status.PENDING, Operation.EDIT): Status.PENDING,
-    (Status.PENDING, Operation.REMIND): Status.PENDING,
     (Status.IN_PROGRESS, Operation.PROGRESS): Status.IN_PROGRESS,
-    # A reporter may start a task nobody holds yet; assigning it later keeps its progress.
-    (Status.IN_PROGRESS, Operation.ASSIGN): Status.IN_PROGRESS,
-    (Status.IN_PROGRESS, Operation.REASSIGN): Status.IN_PROGRESS,
-    (Status.IN_PROGRESS, Operation.EDIT): Status.IN_PROGRESS,
-    (Status.IN_PROGRESS, Operation.REMIND): Status.IN_PROGRESS,
     # Unassigning a started task hands it back: the next assignee starts from `pending`.
+    (Status.PENDING, Operation.UNASSIGN): Status.PENDING,
     (Status.IN_PROGRESS, Operation.UNASSIGN): Status.PENDING,
+    **{
+        (status, operation): status
+        for status in (Status.PENDING, Status.IN_PROGRESS)
+        for operation in _STATUS_KEEPING_OPERATIONS
+    },
     **{
         (status, operation): target
         for status in (Status.PENDING, Status.IN_PROGRESS)
@@ -145,12 +144,15 @@ def is_candidate(principal: Principal, assignment: AssignmentFields) -> bool:
     return assignment.is_task and assignment.is_unassigned and is_candidate_member(principal, assignment)
 
 
+def _manages(principal: Principal, assignment: AssignmentDocument) -> bool:
+    """Admins, the originator and `assignedBy`: they may read a task and hand it on, whoever holds it."""
+    return principal.is_admin or is_originator(principal, assignment) or is_assigner(principal, assignment)
+
+
 def can_read(principal: Principal, assignment: AssignmentDocument) -> bool:
     return (
-        principal.is_admin
+        _manages(principal, assignment)
         or is_assignee(principal, assignment)
-        or is_originator(principal, assignment)
-        or is_assigner(principal, assignment)
         or is_chain_member(principal, assignment)
         or is_candidate(principal, assignment)
     )
@@ -168,22 +170,12 @@ def may_txn_assign(principal: Principal, assignment: AssignmentDocument) -> bool
     """Admins, the originator, `assignedBy`, and, while the task is unassigned, candidate-group members
     (docs/api-rules.md, "Who may do what"). A member who tries to claim a task someone else just took is
     told `accessDenied`, as for anyone the task is no longer offered to."""
-    return (
-        principal.is_admin
-        or is_originator(principal, assignment)
-        or is_assigner(principal, assignment)
-        or is_candidate(principal, assignment)
-    )
+    return _manages(principal, assignment) or is_candidate(principal, assignment)
 
 
 def may_txn_unassign(principal: Principal, assignment: AssignmentDocument) -> bool:
     """Admins, the originator, `assignedBy`, and the assignee."""
-    return (
-        principal.is_admin
-        or is_originator(principal, assignment)
-        or is_assigner(principal, assignment)
-        or is_assignee(principal, assignment)
-    )
+    return _manages(principal, assignment) or is_assignee(principal, assignment)
 
 
 # --- delegation --------------------------------------------------------------------------------------
@@ -203,18 +195,12 @@ def check_delegation(original: AssignmentDocument, now: datetime, *, max_depth: 
     return target
 
 
-def check_delegate(original: AssignmentDocument, *, upn: str, user_key: str | None) -> None:
-    """The delegate must be neither the current assignee nor anyone earlier in the chain: by key when the
-    directory knows the user, else by the UPN asked for (so the order of the checks never depends on it)."""
-    if user_key is not None:
-        if user_key == original.assignee_user_key:
-            raise SelfDelegation("An assignment cannot be delegated to its current assignee")
-        if user_key in original.delegation_chain_user_keys:
-            raise DelegationCycle(f"{upn} already held this assignment earlier in its delegation chain")
-        return
-    if upn == (original.assignee_email or "").lower():
+def check_delegate(original: AssignmentDocument, *, upn: str, user_key: str) -> None:
+    """The delegate, by the key the directory resolved for `upn`, must be neither the current assignee nor
+    anyone earlier in the chain (a UPN proves nothing: it may be another user's now)."""
+    if user_key == original.assignee_user_key:
         raise SelfDelegation("An assignment cannot be delegated to its current assignee")
-    if upn in (member.lower() for member in original.delegation_chain):
+    if user_key in original.delegation_chain_user_keys:
         raise DelegationCycle(f"{upn} already held this assignment earlier in its delegation chain")
 
 

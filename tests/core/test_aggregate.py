@@ -491,12 +491,21 @@ class TestSuccessor:
         assert successor.created_with_key is None
 
     def test_cancellation_and_rejection_fields_are_cleared(self) -> None:
-        source = assignment(cancellation_reason="stale", rejection_reason="stale")
+        source = assignment(
+            cancelled_at=NOW,
+            cancelled_by=OLIVIA.upn,
+            cancellation_reason="stale",
+            rejected_at=NOW,
+            rejected_by=ADAM.upn,
+            rejection_reason="stale",
+        )
         successor = aggregate.build_successor(source, DORA.directory_user(), context(ADAM.principal()), reason=None)
         assert successor.cancellation_reason is None
         assert successor.rejection_reason is None
         assert successor.cancelled_at is None
         assert successor.rejected_by is None
+        assert successor.cancelled_by is None
+        assert successor.rejected_at is None
 
     @pytest.mark.parametrize(("source_id", "depth", "expected"), [("r", 0, "r.1"), ("r.4", 4, "r.5")])
     def test_successor_id_is_root_dot_depth(self, source_id: str, depth: int, expected: str) -> None:
