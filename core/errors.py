@@ -52,7 +52,6 @@ a race, and use cases retry on it. Should it ever escape, it is a bug and surfac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
 
 class DomainError(Exception):
@@ -60,33 +59,31 @@ class DomainError(Exception):
 
     code: str = "internalError"
 
+    def __init_subclass__(cls, code: str | None = None, **kwargs: object) -> None:
+        # The code is a class keyword so that a class adding nothing else is one line: `class X(Base, code="x"): ...`.
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
 
 
-def _leaf(name: str, base: type[DomainError], code: str) -> type[DomainError]:
-    """A class of the tree that adds nothing to its base but its code, declared as one row."""
-    return cast("type[DomainError]", type(name, (base,), {"__module__": __name__, "code": code}))
-
-
-class Unauthenticated(DomainError):
-    code = "unauthenticated"
-
+class Unauthenticated(DomainError, code="unauthenticated"):
     def __init__(self, detail: str = "A valid bearer token is required", *, token_sent: bool = False) -> None:
         super().__init__(detail)
         self.token_sent = token_sent
 
 
-Forbidden = _leaf("Forbidden", DomainError, "forbidden")
+class Forbidden(DomainError, code="forbidden"): ...
 
 
 class RequestError(DomainError):
     pass
 
 
-class InvalidRequest(RequestError):
-    code = "invalidRequest"
+class InvalidRequest(RequestError, code="invalidRequest"): ...
 
 
 class TxnRequestError(InvalidRequest):
@@ -94,37 +91,29 @@ class TxnRequestError(InvalidRequest):
     `code` is its errorKey."""
 
 
-class InvalidRequestAttribute(TxnRequestError):
-    code = "invalidRequestAttribute"
-
+class InvalidRequestAttribute(TxnRequestError, code="invalidRequestAttribute"):
     def __init__(self, attribute: str) -> None:
         super().__init__(f"Invalid request attribute: {attribute}")
         self.attribute = attribute
 
 
-class InvalidAssignAttribute(TxnRequestError):
-    code = "invalidAssignAttribute"
-
+class InvalidAssignAttribute(TxnRequestError, code="invalidAssignAttribute"):
     def __init__(self, attribute: str) -> None:
         super().__init__(f"Invalid assign attribute: {attribute}")
         self.attribute = attribute
 
 
-class SubmitKeyNotSpecified(TxnRequestError):
-    code = "submitKeyNotSpecified"
-
+class SubmitKeyNotSpecified(TxnRequestError, code="submitKeyNotSpecified"):
     def __init__(self) -> None:
         super().__init__("submitKey not specified")
 
 
-class UserKeyNotSpecified(TxnRequestError):
-    code = "userKeyNotSpecified"
-
+class UserKeyNotSpecified(TxnRequestError, code="userKeyNotSpecified"):
     def __init__(self) -> None:
         super().__init__("userKey not specified")
 
 
-PayloadTooLarge = _leaf("PayloadTooLarge", RequestError, "payloadTooLarge")
+class PayloadTooLarge(RequestError, code="payloadTooLarge"): ...
 
 
 @dataclass(frozen=True)
@@ -133,19 +122,16 @@ class FieldError:
     message: str
 
 
-class ValidationFailed(RequestError):
-    code = "validationFailed"
-
+class ValidationFailed(RequestError, code="validationFailed"):
     def __init__(self, detail: str, errors: list[FieldError] | None = None) -> None:
         super().__init__(detail)
         self.errors = errors or []
 
 
-IdempotencyKeyReused = _leaf("IdempotencyKeyReused", DomainError, "idempotencyKeyReused")
+class IdempotencyKeyReused(DomainError, code="idempotencyKeyReused"): ...
 
 
-class NotFound(DomainError):
-    code = "notFound"
+class NotFound(DomainError, code="notFound"): ...
 
 
 class NotVisible(NotFound):
@@ -153,50 +139,74 @@ class NotVisible(NotFound):
     routes report it as `accessDenied`, as their seed requires."""
 
 
-PreconditionFailed = _leaf("PreconditionFailed", DomainError, "preconditionFailed")
-PreconditionRequired = _leaf("PreconditionRequired", DomainError, "preconditionRequired")
+class PreconditionFailed(DomainError, code="preconditionFailed"): ...
+
+
+class PreconditionRequired(DomainError, code="preconditionRequired"): ...
 
 
 class ConflictError(DomainError):
     pass
 
 
-class InvalidTransition(ConflictError):
-    code = "invalidTransition"
-
+class InvalidTransition(ConflictError, code="invalidTransition"):
     def __init__(self, detail: str, *, current_status: str, delegated_to: str | None = None) -> None:
         super().__init__(detail)
         self.current_status = current_status
         self.delegated_to = delegated_to
 
 
-AlreadyDelegated = _leaf("AlreadyDelegated", ConflictError, "alreadyDelegated")
-DelegationNotAllowed = _leaf("DelegationNotAllowed", ConflictError, "delegationNotAllowed")
-RejectionNotAllowed = _leaf("RejectionNotAllowed", ConflictError, "rejectionNotAllowed")
-CriteriaNotManual = _leaf("CriteriaNotManual", ConflictError, "criteriaNotManual")
-NotAssigned = _leaf("NotAssigned", ConflictError, "notAssigned")
-AlreadyAssigned = _leaf("AlreadyAssigned", ConflictError, "alreadyAssigned")
-NotATask = _leaf("NotATask", ConflictError, "notATask")
-Expired = _leaf("Expired", ConflictError, "expired")
-DuplicateId = _leaf("DuplicateId", ConflictError, "duplicateId")
-DuplicateUpn = _leaf("DuplicateUpn", ConflictError, "duplicateUpn")
-# A write would pass a bound on what one assignment keeps (attempts, or Cosmos's item size).
-LimitExceeded = _leaf("LimitExceeded", ConflictError, "limitExceeded")
+class AlreadyDelegated(ConflictError, code="alreadyDelegated"): ...
+
+
+class DelegationNotAllowed(ConflictError, code="delegationNotAllowed"): ...
+
+
+class RejectionNotAllowed(ConflictError, code="rejectionNotAllowed"): ...
+
+
+class CriteriaNotManual(ConflictError, code="criteriaNotManual"): ...
+
+
+class NotAssigned(ConflictError, code="notAssigned"): ...
+
+
+class AlreadyAssigned(ConflictError, code="alreadyAssigned"): ...
+
+
+class NotATask(ConflictError, code="notATask"): ...
+
+
+class Expired(ConflictError, code="expired"): ...
+
+
+class DuplicateId(ConflictError, code="duplicateId"): ...
+
+
+class DuplicateUpn(ConflictError, code="duplicateUpn"): ...
+
+
+class LimitExceeded(ConflictError, code="limitExceeded"):
+    """A write would pass a bound on what one assignment keeps (attempts, or Cosmos's item size)."""
 
 
 class UnprocessableError(DomainError):
     pass
 
 
-UserNotFound = _leaf("UserNotFound", UnprocessableError, "userNotFound")
-SelfDelegation = _leaf("SelfDelegation", UnprocessableError, "selfDelegation")
-DelegationCycle = _leaf("DelegationCycle", UnprocessableError, "delegationCycle")
-DelegationTooDeep = _leaf("DelegationTooDeep", UnprocessableError, "delegationTooDeep")
+class UserNotFound(UnprocessableError, code="userNotFound"): ...
 
 
-class ServiceUnavailable(DomainError):
-    code = "serviceUnavailable"
+class SelfDelegation(UnprocessableError, code="selfDelegation"): ...
 
+
+class DelegationCycle(UnprocessableError, code="delegationCycle"): ...
+
+
+class DelegationTooDeep(UnprocessableError, code="delegationTooDeep"): ...
+
+
+class ServiceUnavailable(DomainError, code="serviceUnavailable"):
     def __init__(self, detail: str = "The service is temporarily unavailable", *, retry_after: int = 1) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
