@@ -104,11 +104,11 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import accumulate
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, GetCoreSchemaHandler, PlainSerializer, PlainValidator, ValidationError
 from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError, core_schema
@@ -346,34 +346,38 @@ def normalize_upn(value: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Identifier:
-    """Pydantic metadata: `Annotated[str, Identifier(64)]` is an identifier of 1 to 64 characters.
+class _CheckedText:
+    """Pydantic metadata: a string that `check` accepts, of `min_length` to `max_length` characters, checked
+    after its type.
 
-    A class rather than a factory function, so the annotation stays a type that mypy understands.
+    Classes rather than factory functions, so the annotation stays a type that mypy understands.
     """
 
     max_length: int
-    min_length: int = 1
+    min_length: int
+    check: ClassVar[Callable[..., str]]
 
     def __call__(self, value: str) -> str:
-        return check_identifier(value, max_length=self.max_length, min_length=self.min_length)
+        return type(self).check(value, max_length=self.max_length, min_length=self.min_length)
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         return core_schema.no_info_after_validator_function(self, handler(source))
 
 
 @dataclass(frozen=True, slots=True)
-class FreeText:
-    """Pydantic metadata: `Annotated[str, FreeText(2000)]` is free text of at most 2000 characters."""
+class Identifier(_CheckedText):
+    """`Annotated[str, Identifier(64)]` is an identifier of 1 to 64 characters."""
 
-    max_length: int
+    min_length: int = 1
+    check = staticmethod(check_identifier)
+
+
+@dataclass(frozen=True, slots=True)
+class FreeText(_CheckedText):
+    """`Annotated[str, FreeText(2000)]` is free text of at most 2000 characters."""
+
     min_length: int = 0
-
-    def __call__(self, value: str) -> str:
-        return check_free_text(value, max_length=self.max_length, min_length=self.min_length)
-
-    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(self, handler(source))
+    check = staticmethod(check_free_text)
 
 
 Upn = Annotated[str, AfterValidator(normalize_upn)]

@@ -15,7 +15,6 @@ enforce are written down in docs/api-rules.md.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -79,12 +78,6 @@ class Status(StrEnum):
     DELEGATED = "delegated"
 
 
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
-
-
 ROOT_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 # Literal segments the API serves under /assignments/ can never be assignment ids.
 RESERVED_IDS = frozenset({"summary"})
@@ -102,7 +95,8 @@ ShortText = Annotated[str, FreeText(512, min_length=1)]
 LongText = Annotated[str, FreeText(MAX_REASON_LENGTH)]
 # Opaque keys and labels: `taskKey`, candidate groups, `scheduleId`, `chatLogId`.
 Label = Annotated[str, Identifier(128)]
-Score = Annotated[float, Strict(), Field(ge=0, le=100), AfterValidator(_finite)]
+# The bounds refuse NaN and the infinities too: no comparison with NaN holds.
+Score = Annotated[float, Strict(), Field(ge=0, le=100)]
 # At most the attempts an assignment can keep (ATTEMPTS_LIMIT's ceiling), so the largest possible document
 # stays under Cosmos DB's 2 MB item limit (tests/core/test_models.py builds it).
 MAX_ATTEMPTS = 100

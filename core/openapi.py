@@ -18,6 +18,7 @@ This module describes the HTTP surface; it serves nothing and does not import az
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -460,7 +461,7 @@ class Operation:
     body_required: bool = True
     body_types: tuple[str, ...] = (JSON,)
     body_examples: Mapping[str, Any] = field(default_factory=dict)
-    parameters: tuple[str, ...] = ()  # names of `_PARAMETERS`
+    parameters: tuple[str, ...] = ()  # names of `_PARAMETERS` besides the path's own, which `path` names
     query_model: str | None = None
     links: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
     app_roles: tuple[str, ...] = ()  # app roles that let an app-only token in (besides what `access` says)
@@ -515,7 +516,88 @@ def _lifecycle_links(subject: str) -> dict[str, Any]:
     }
 
 
-_REASON_EXAMPLE = {"reason": "Adam is on leave"}
+# Reassigning and delegating name the new assignee the same way.
+_TO_ALAN_EXAMPLE = {"toAlan": {"value": {"toUpn": EXAMPLE_DELEGATE, "reason": "Adam is on leave"}}}
+
+
+def _action(
+    action: str,
+    summary: str,
+    description: str,
+    errors: tuple[type[e.DomainError], ...],
+    *,
+    answers: tuple[Answer, ...] = (ASSIGNMENT_ANSWER,),
+    example_reason: str | None = None,
+    **details: Any,
+) -> Operation:
+    """`POST /assignments/{id}/{action}`, served by `{action}_assignment` with an `{Action}Request` body: a
+    user's write to one assignment, conditional on `If-Match` and safe to retry with an `Idempotency-Key`.
+    An `example_reason` makes it an action whose body only gives a reason (`ReasonRequest`), and may be left out."""
+    if example_reason is not None:
+        details.update(body_required=False, body_examples={"reason": {"value": {"reason": example_reason}}})
+    return Operation(
+        f"{action}_assignment",
+        "POST",
+        f"/assignments/{{id}}/{action}",
+        "lifecycle",
+        summary,
+        description,
+        "user",
+        answers,
+        errors,
+        body=f"{action.capitalize()}Request",
+        parameters=("If-Match", "Idempotency-Key"),
+        **details,
+    )
+
+
+def _txn(
+    action: str, summary: str, description: str, errors: tuple[type[e.DomainError], ...], **details: Any
+) -> Operation:
+    """`POST /workspaces/secure/api/v1/txn/{action}`, served by `txn_{action}` with a `Txn{Action}Body`: the
+    seed's task write, answered in its format, conditional on `If-Match` and safe to retry with an
+    `Idempotency-Key`."""
+    return Operation(
+        f"txn_{action}",
+        "POST",
+        f"/workspaces/secure/api/v1/txn/{action}",
+        "txn",
+        summary,
+        description,
+        "user",
+        (ASSIGNMENT_ANSWER,),
+        (*TXN, *errors),
+        family="txn",
+        body=f"Txn{action.capitalize()}Body",
+        parameters=("If-Match", "Idempotency-Key"),
+        **details,
+    )
+
+
+def _view_read(
+    function: str, path: str, tag: str, summary: str, description: str, answer: Answer, **details: Any
+) -> Operation:
+    """A GET served from a view the change feed keeps, for any user: a query it does not take is its only
+    error of its own (422)."""
+    return Operation(
+        function, "GET", path, tag, summary, description, "user", (answer,), (*COMMON, e.ValidationFailed), **details
+    )
+
+
+def _list(function: str, path: str, tag: str, summary: str, description: str, query_model: str) -> Operation:
+    """A list of assignments, read from a view a page at a time."""
+    return _view_read(
+        function,
+        path,
+        tag,
+        summary,
+        description,
+        Answer(200, "A page of assignments", "AssignmentPage"),
+        query_model=query_model,
+        # The longest continuation tokens (8192 characters) make a request line longer than hosts take.
+        host_statuses=(414,),
+    )
+
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
@@ -570,9 +652,8 @@ OPERATIONS: tuple[Operation, ...] = (
         parameters=("Idempotency-Key",),
         links={201: _lifecycle_links("the new assignment")},
     ),
-    Operation(
+    _list(
         "list_assignments",
-        "GET",
         "/assignments",
         "assignments",
         "List the assignments the caller holds in a role",
@@ -580,24 +661,16 @@ OPERATIONS: tuple[Operation, ...] = (
         "`overdue=true` keeps the active (`pending`, `in_progress`) assignments whose `dueAt` has passed. Served "
         "from a view kept by the change feed, so it reflects a write once the view has caught up. A continuation "
         "token is bound to its query and its caller. Unknown parameters are refused.",
-        "user",
-        (Answer(200, "A page of assignments", "AssignmentPage"),),
-        (*COMMON, e.ValidationFailed),
-        query_model="ListQuery",
-        # The longest continuation tokens (8192 characters) make a request line longer than hosts take.
-        host_statuses=(414,),
+        "ListQuery",
     ),
-    Operation(
+    _view_read(
         "summarize_assignments",
-        "GET",
         "/assignments/summary",
         "assignments",
         "Count the assignments the caller holds in a role, per status",
         "Every status is named, with 0 when none has it; `total` is their sum. Served from the same view as "
         "the list, so it reflects a write once the view has caught up.",
-        "user",
-        (Answer(200, "The counts", "AssignmentSummary"),),
-        (*COMMON, e.ValidationFailed),
+        Answer(200, "The counts", "AssignmentSummary"),
         query_model="SummaryQuery",
     ),
     Operation(
@@ -611,7 +684,6 @@ OPERATIONS: tuple[Operation, ...] = (
         "user",
         (ASSIGNMENT_ANSWER,),
         (*COMMON, e.NotFound),
-        parameters=("id",),
         links={200: {name: link for name, link in _lifecycle_links("it").items() if name != "GetAssignment"}},
     ),
     Operation(
@@ -627,7 +699,6 @@ OPERATIONS: tuple[Operation, ...] = (
         "user",
         (Answer(200, "A page of events", "HistoryPage"),),
         (*COMMON, e.ValidationFailed, e.NotFound),
-        parameters=("id",),
         query_model="PageQuery",
         host_statuses=(414,),
     ),
@@ -648,7 +719,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body_examples={
             "reschedule": {"value": {"dueAt": "2030-02-01T09:00:00+01:00", "originatorMessage": None}},
         },
-        parameters=("id", "If-Match!", "Idempotency-Key"),
+        parameters=("If-Match!", "Idempotency-Key"),
     ),
     Operation(
         "post_progress_event",
@@ -676,80 +747,42 @@ OPERATIONS: tuple[Operation, ...] = (
             },
             "visited": {"value": {"eventId": "evt-1", "type": "visited", "occurredAt": "2026-01-01T10:00:00Z"}},
         },
-        parameters=("id", "If-Match", "Idempotency-Key"),
+        parameters=("If-Match", "Idempotency-Key"),
         app_roles=(ROLE_REPORT,),
     ),
-    Operation(
-        "complete_assignment",
-        "POST",
-        "/assignments/{id}/complete",
-        "lifecycle",
+    _action(
+        "complete",
         "Complete a manual assignment",
         "The assignee, who attests it is done, the originator, or an admin. No body, or `{}`.",
-        "user",
-        (ASSIGNMENT_ANSWER,),
         (*ASSIGNMENT_WRITE, e.CriteriaNotManual),
-        body="CompleteRequest",
         body_required=False,
-        parameters=("id", "If-Match", "Idempotency-Key"),
     ),
-    Operation(
-        "reject_assignment",
-        "POST",
-        "/assignments/{id}/reject",
-        "lifecycle",
+    _action(
+        "reject",
         "Reject an assignment",
         "The assignee or an admin, when `allowRejection` is true.",
-        "user",
-        (ASSIGNMENT_ANSWER,),
         (*ASSIGNMENT_WRITE, e.RejectionNotAllowed),
-        body="RejectRequest",
-        body_required=False,
-        body_examples={"reason": {"value": {"reason": "Not my area"}}},
-        parameters=("id", "If-Match", "Idempotency-Key"),
+        example_reason="Not my area",
     ),
-    Operation(
-        "cancel_assignment",
-        "POST",
-        "/assignments/{id}/cancel",
-        "lifecycle",
+    _action(
+        "cancel",
         "Cancel an assignment",
         "The originator or an admin.",
-        "user",
-        (ASSIGNMENT_ANSWER,),
         ASSIGNMENT_WRITE,
-        body="CancelRequest",
-        body_required=False,
-        body_examples={"reason": {"value": {"reason": "Course withdrawn"}}},
-        parameters=("id", "If-Match", "Idempotency-Key"),
+        example_reason="Course withdrawn",
     ),
-    Operation(
-        "reassign_assignment",
-        "POST",
-        "/assignments/{id}/reassign",
-        "lifecycle",
+    _action(
+        "reassign",
         "Reassign an assignment in place",
         "The originator or an admin. `toUpn` must be an enabled directory user and not the current assignee.",
-        "user",
-        (ASSIGNMENT_ANSWER,),
         (*ASSIGNMENT_WRITE, e.UserNotFound),
-        body="ReassignRequest",
-        body_examples={"toAlan": {"value": {"toUpn": EXAMPLE_DELEGATE, **_REASON_EXAMPLE}}},
-        parameters=("id", "If-Match", "Idempotency-Key"),
+        body_examples=_TO_ALAN_EXAMPLE,
     ),
-    Operation(
-        "delegate_assignment",
-        "POST",
-        "/assignments/{id}/delegate",
-        "lifecycle",
+    _action(
+        "delegate",
         "Delegate an assignment",
         "The assignee or an admin hands it on: a successor `{rootId}.{n}` is created and the original becomes "
         "`delegated`. The same caller delegating to the same user again gets 200 with the current successor.",
-        "user",
-        (
-            Answer(201, "The successor, created", "Assignment", headers=("ETag", "Location")),
-            Answer(200, "The successor this caller created earlier", "Assignment", headers=("ETag", "Location")),
-        ),
         (
             *ASSIGNMENT_WRITE,
             e.AlreadyDelegated,
@@ -761,38 +794,30 @@ OPERATIONS: tuple[Operation, ...] = (
             e.UserNotFound,
             e.DuplicateId,
         ),
-        body="DelegateRequest",
-        body_examples={"toAlan": {"value": {"toUpn": EXAMPLE_DELEGATE, **_REASON_EXAMPLE}}},
-        parameters=("id", "If-Match", "Idempotency-Key"),
+        answers=(
+            Answer(201, "The successor, created", "Assignment", headers=("ETag", "Location")),
+            Answer(200, "The successor this caller created earlier", "Assignment", headers=("ETag", "Location")),
+        ),
+        body_examples=_TO_ALAN_EXAMPLE,
         links={201: _lifecycle_links("the successor"), 200: _lifecycle_links("the successor")},
     ),
-    Operation(
+    _list(
         "list_roster",
-        "GET",
         "/targets/{targetType}/{targetId}/assignments",
         "targets",
         "List a target's assignments (its roster)",
         "All of them for admins; for anyone else, the ones they may read. Served from a view kept by the "
         "change feed. A continuation token is bound to its query and its caller. Unknown parameters are refused.",
-        "user",
-        (Answer(200, "A page of assignments", "AssignmentPage"),),
-        (*COMMON, e.ValidationFailed),
-        parameters=("targetType", "targetId"),
-        query_model="RosterQuery",
-        host_statuses=(414,),
+        "RosterQuery",
     ),
-    Operation(
+    _view_read(
         "summarize_roster",
-        "GET",
         "/targets/{targetType}/{targetId}/summary",
         "targets",
         "Count a target's assignments per status",
         "Over what the caller may see of the roster (all of it for admins). Every status is named, with 0 "
         "when none has it. The route takes no query parameters.",
-        "user",
-        (Answer(200, "The counts", "RosterSummary"),),
-        (*COMMON, e.ValidationFailed),
-        parameters=("targetType", "targetId"),
+        Answer(200, "The counts", "RosterSummary"),
     ),
     Operation(
         "put_user",
@@ -811,7 +836,6 @@ OPERATIONS: tuple[Operation, ...] = (
         body_examples={
             "grace": {"value": {"upn": EXAMPLE_ASSIGNEE, "displayName": "Grace Hopper", "accountEnabled": True}}
         },
-        parameters=("userKey",),
         links={
             201: {
                 "GetUser": {
@@ -832,7 +856,6 @@ OPERATIONS: tuple[Operation, ...] = (
         "admin",
         (Answer(200, "The user", "User"),),
         (*COMMON, e.ValidationFailed, e.NotFound),
-        parameters=("userKey",),
     ),
     Operation(
         "run_sweep",
@@ -848,41 +871,25 @@ OPERATIONS: tuple[Operation, ...] = (
         body="SweepRequest",
         body_required=False,
     ),
-    Operation(
-        "txn_assign",
-        "POST",
-        "/workspaces/secure/api/v1/txn/assign",
-        "txn",
+    _txn(
+        "assign",
         "Assign a task (Transact-compatible)",
         "Assigns an unassigned task (`submitKey`, the assignment's id) to a directory user (`userKey`, their "
         "Entra object id). For the originator, `assignedBy`, admins, and members of the task's "
         "`candidateGroups` while it is unassigned; anyone else gets `accessDenied`. Errors are "
         '`{errorKey, error}`, checked in the seed\'s order (docs/api-rules.md, "The txn routes").',
-        "user",
-        (ASSIGNMENT_ANSWER,),
-        (*TXN, e.UserKeyNotSpecified, e.AlreadyAssigned, e.UserNotFound),
-        family="txn",
-        body="TxnAssignBody",
+        (e.UserKeyNotSpecified, e.AlreadyAssigned, e.UserNotFound),
         body_examples={
             "assign": {"value": {"params": {"submitKey": EXAMPLE_TASK_ID, "userKey": EXAMPLE_ASSIGNEE_KEY}}}
         },
-        parameters=("If-Match", "Idempotency-Key"),
         links={200: {"UnassignTask": _link("txn_unassign", "Hand the task back")}},
     ),
-    Operation(
-        "txn_unassign",
-        "POST",
-        "/workspaces/secure/api/v1/txn/unassign",
-        "txn",
+    _txn(
+        "unassign",
         "Hand a task back (Transact-compatible)",
         "For the originator, `assignedBy`, the assignee and admins. The task becomes `pending` and unassigned.",
-        "user",
-        (ASSIGNMENT_ANSWER,),
-        (*TXN, e.NotAssigned),
-        family="txn",
-        body="TxnUnassignBody",
+        (e.NotAssigned,),
         body_examples={"unassign": {"value": {"params": {"submitKey": EXAMPLE_TASK_ID}}}},
-        parameters=("If-Match", "Idempotency-Key"),
         links={200: {"AssignTask": _link("txn_assign", "Assign the task again")}},
     ),
     Operation(
@@ -929,73 +936,62 @@ OPERATIONS: tuple[Operation, ...] = (
         "anonymous",
         (Answer(200, "The file", media_types=DOCS_ASSET_TYPES),),
         (e.NotFound,),
-        parameters=("asset",),
     ),
 )
 
 
 # --- parameters and headers --------------------------------------------------------------------------------
 
+
+def _path_parameter(
+    name: str, schema: dict[str, Any], description: str | None = None, **examples: str
+) -> dict[str, Any]:
+    parameter: dict[str, Any] = {"name": name, "in": "path", "required": True}
+    if description is not None:
+        parameter["description"] = description
+    parameter["schema"] = schema
+    if examples:
+        parameter["examples"] = {label: {"value": value} for label, value in examples.items()}
+    return parameter
+
+
+def _header_parameter(name: str, schema: dict[str, Any], description: str, *, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": required, "description": description, "schema": schema}
+
+
+_IF_MATCH = "The ETag read (quoted), a list of them, or `*`; stale: 412"
+
 _PARAMETERS: dict[str, dict[str, Any]] = {
-    "id": {
-        "name": "id",
-        "in": "path",
-        "required": True,
-        "description": "The assignment's id: a root id, or a successor's `{rootId}.{n}`",
-        "schema": {"type": "string", "pattern": ASSIGNMENT_ID_PATTERN.pattern},
-        "examples": {"demo": {"value": EXAMPLE_ASSIGNMENT_ID}},
-    },
-    "userKey": {
-        "name": "userKey",
-        "in": "path",
-        "required": True,
-        "description": "The user's key: their Entra object id (`oid`), an opaque string",
-        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_USER_KEY_LENGTH},
-        "examples": {"grace": {"value": EXAMPLE_ASSIGNEE_KEY}},
-    },
-    "targetType": {
-        "name": "targetType",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "enum": [str(kind) for kind in TargetType]},
-        "examples": {"demo": {"value": EXAMPLE_TARGET_TYPE}},
-    },
-    "targetId": {
-        "name": "targetId",
-        "in": "path",
-        "required": True,
-        "description": "The target's id, as assignments name it (`targetId`), percent-encoded",
-        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TARGET_ID_LENGTH},
-        "examples": {"demo": {"value": EXAMPLE_TARGET_ID}},
-    },
-    "asset": {
-        "name": "asset",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "enum": list(DOCS_ASSETS)},
-    },
-    "If-Match": {
-        "name": "If-Match",
-        "in": "header",
-        "required": False,
-        "description": "The ETag read (quoted), a list of them, or `*`; stale: 412",
-        "schema": {"type": "string"},
-    },
-    "If-Match!": {
-        "name": "If-Match",
-        "in": "header",
-        "required": True,
-        "description": "The ETag read (quoted), a list of them, or `*`; stale: 412, missing: 428",
-        "schema": {"type": "string"},
-    },
-    "Idempotency-Key": {
-        "name": "Idempotency-Key",
-        "in": "header",
-        "required": False,
-        "description": "Repeating a request with the same key and body returns the first answer; another body "
-        "with the same key is 422 `idempotencyKeyReused`",
-        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
-    },
+    "id": _path_parameter(
+        "id",
+        {"type": "string", "pattern": ASSIGNMENT_ID_PATTERN.pattern},
+        "The assignment's id: a root id, or a successor's `{rootId}.{n}`",
+        demo=EXAMPLE_ASSIGNMENT_ID,
+    ),
+    "userKey": _path_parameter(
+        "userKey",
+        {"type": "string", "minLength": 1, "maxLength": MAX_USER_KEY_LENGTH},
+        "The user's key: their Entra object id (`oid`), an opaque string",
+        grace=EXAMPLE_ASSIGNEE_KEY,
+    ),
+    "targetType": _path_parameter(
+        "targetType", {"type": "string", "enum": [str(kind) for kind in TargetType]}, demo=EXAMPLE_TARGET_TYPE
+    ),
+    "targetId": _path_parameter(
+        "targetId",
+        {"type": "string", "minLength": 1, "maxLength": MAX_TARGET_ID_LENGTH},
+        "The target's id, as assignments name it (`targetId`), percent-encoded",
+        demo=EXAMPLE_TARGET_ID,
+    ),
+    "asset": _path_parameter("asset", {"type": "string", "enum": list(DOCS_ASSETS)}),
+    "If-Match": _header_parameter("If-Match", {"type": "string"}, _IF_MATCH),
+    "If-Match!": _header_parameter("If-Match", {"type": "string"}, f"{_IF_MATCH}, missing: 428", required=True),
+    "Idempotency-Key": _header_parameter(
+        "Idempotency-Key",
+        {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
+        "Repeating a request with the same key and body returns the first answer; another body with the same key "
+        "is 422 `idempotencyKeyReused`",
+    ),
 }
 
 _HEADERS: dict[str, dict[str, Any]] = {
@@ -1243,6 +1239,9 @@ def _who(op: Operation) -> str:
 # --- the document ------------------------------------------------------------------------------------------
 
 
+_PATH_PARAMETER = re.compile(r"\{([^}]+)\}")
+
+
 def _operation_object(op: Operation, table: ErrorTable, identity: ApiIdentity, schemas: Mapping[str, Any]) -> Any:
     obj: dict[str, Any] = {
         "operationId": op.function,
@@ -1253,7 +1252,8 @@ def _operation_object(op: Operation, table: ErrorTable, identity: ApiIdentity, s
     }
     if op.access != "anonymous":
         obj["x-app-roles"] = [ROLE_ADMIN, *op.app_roles]
-    parameters = [copy.deepcopy(_PARAMETERS[name]) for name in op.parameters]
+    names = (*_PATH_PARAMETER.findall(op.path), *op.parameters)
+    parameters = [copy.deepcopy(_PARAMETERS[name]) for name in names]
     if op.query_model is not None:
         parameters += _query_parameters(op.query_model, schemas)
     if parameters:

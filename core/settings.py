@@ -10,13 +10,14 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StringConstraints, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[list[str], NoDecode]
 # A Storage queue name: 3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or
 # digit. At most 56 here, so that the `-poison` queue the Functions host derives from it is valid too.
 QUEUE_NAME_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+QueueName = Annotated[str, StringConstraints(pattern=QUEUE_NAME_PATTERN, min_length=3, max_length=56)]
 # NCRONTAB with seconds, as the Functions timer trigger reads it: six fields.
 NCRONTAB_PATTERN = r"^\s*\S+(?:\s+\S+){5}\s*$"
 
@@ -66,23 +67,11 @@ class Settings(BaseSettings):
     # The change-feed views (lists, rosters, summaries, the due index); partition key `/pk`, TTL on.
     cosmos_views_container: str = Field(default="views", validation_alias="COSMOS_VIEWS_CONTAINER")
     # Named in a queue binding (`%NOTIFICATIONS_QUEUE%`): the host has no default, so infra/ and the sample set it.
-    notifications_queue: str = Field(
-        default="assignment-notifications",
-        pattern=QUEUE_NAME_PATTERN,
-        min_length=3,
-        max_length=56,
-        validation_alias="NOTIFICATIONS_QUEUE",
-    )
+    notifications_queue: QueueName = Field(default="assignment-notifications", validation_alias="NOTIFICATIONS_QUEUE")
 
     # Named in the feed's retry queue bindings (`%CHANGES_RETRY_QUEUE%`): a document whose projection or
     # notification failed is retried there apart from its batch, then lands in `<name>-poison`.
-    changes_retry_queue: str = Field(
-        default="assignment-changes-retry",
-        pattern=QUEUE_NAME_PATTERN,
-        min_length=3,
-        max_length=56,
-        validation_alias="CHANGES_RETRY_QUEUE",
-    )
+    changes_retry_queue: QueueName = Field(default="assignment-changes-retry", validation_alias="CHANGES_RETRY_QUEUE")
 
     # The expiry and reminder sweep. SWEEP_SCHEDULE is named in the timer binding (`%SWEEP_SCHEDULE%`).
     sweep_schedule: str = Field(default="0 * * * * *", pattern=NCRONTAB_PATTERN, validation_alias="SWEEP_SCHEDULE")

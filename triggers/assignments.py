@@ -1,5 +1,9 @@
 """HTTP triggers for the assignment resource: create, read, history, and the lists the views serve."""
 
+import re
+from collections.abc import Callable
+from typing import Any
+
 import azure.functions as func
 
 from core import services
@@ -14,6 +18,15 @@ from triggers.http_support import (
 
 bp = func.Blueprint()
 
+# The reads the views serve (`core.services.listing`), all GET: each use case takes the route's parameters in
+# order, then the query's, the caller and the deps, and answers JSON.
+VIEW_READS: tuple[tuple[str, str, Callable[..., dict[str, Any]]], ...] = (
+    ("list_assignments", "assignments", services.list_assignments),
+    ("summarize_assignments", "assignments/summary", services.summarize_assignments),
+    ("list_roster", "targets/{targetType}/{targetId}/assignments", services.list_roster),
+    ("summarize_roster", "targets/{targetType}/{targetId}/summary", services.summarize_roster),
+)
+
 
 @http_function(bp, "create_assignment", func.HttpMethod.POST, "assignments")
 def create_assignment(req: func.HttpRequest) -> func.HttpResponse:
@@ -26,33 +39,21 @@ def get_assignment(req: func.HttpRequest) -> func.HttpResponse:
     return assignment_response(services.get_assignment(command_of(req, principal), runtime.deps()))
 
 
-@http_function(bp, "list_assignments", func.HttpMethod.GET, "assignments")
-def list_assignments(req: func.HttpRequest) -> func.HttpResponse:
-    principal, runtime = authenticate(req)
-    return json_response(services.list_assignments(dict(req.params), principal, runtime.deps()))
-
-
 @http_function(bp, "get_history", func.HttpMethod.GET, "assignments/{id}/history")
 def get_history(req: func.HttpRequest) -> func.HttpResponse:
     principal, runtime = authenticate(req)
     return json_response(services.get_history(command_of(req, principal), dict(req.params), runtime.deps()))
 
 
-@http_function(bp, "summarize_assignments", func.HttpMethod.GET, "assignments/summary")
-def summarize_assignments(req: func.HttpRequest) -> func.HttpResponse:
-    principal, runtime = authenticate(req)
-    return json_response(services.summarize_assignments(dict(req.params), principal, runtime.deps()))
+def _register_view_read(function_name: str, template: str, read: Callable[..., dict[str, Any]]) -> None:
+    route_parameters = re.findall(r"\{(\w+)\}", template)
+
+    @http_function(bp, function_name, func.HttpMethod.GET, template)
+    def handle(req: func.HttpRequest) -> func.HttpResponse:
+        principal, runtime = authenticate(req)
+        values = [req.route_params[name] for name in route_parameters]
+        return json_response(read(*values, dict(req.params), principal, runtime.deps()))
 
 
-@http_function(bp, "list_roster", func.HttpMethod.GET, "targets/{targetType}/{targetId}/assignments")
-def list_roster(req: func.HttpRequest) -> func.HttpResponse:
-    principal, runtime = authenticate(req)
-    target_type, target_id = req.route_params["targetType"], req.route_params["targetId"]
-    return json_response(services.list_roster(target_type, target_id, dict(req.params), principal, runtime.deps()))
-
-
-@http_function(bp, "summarize_roster", func.HttpMethod.GET, "targets/{targetType}/{targetId}/summary")
-def summarize_roster(req: func.HttpRequest) -> func.HttpResponse:
-    principal, runtime = authenticate(req)
-    target_type, target_id = req.route_params["targetType"], req.route_params["targetId"]
-    return json_response(services.summarize_roster(target_type, target_id, dict(req.params), principal, runtime.deps()))
+for _route in VIEW_READS:
+    _register_view_read(*_route)

@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
-from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpResponseError
 
-from core.cosmos.client import first_page, read_or_none, translate_cosmos_errors
+from core.cosmos.client import ContainerStore, add_status_and_due_filters, read_or_none
 from core.errors import ConcurrencyConflict, DuplicateId
 from core.events import DOC_TYPE_EVENT, EventDocument
 from core.models import (
@@ -18,7 +17,6 @@ from core.models import (
     AssignmentDocument,
     IdempotencyRecord,
     ListRole,
-    format_timestamp,
     partition_key_of,
 )
 from core.store import KeyClaim, ListFilter, Page
@@ -50,13 +48,7 @@ def _as_stored(stored: AssignmentDocument, echo: dict[str, Any]) -> AssignmentDo
     return stored
 
 
-class CosmosAssignmentStore:
-    def __init__(self, container: ContainerProxy) -> None:
-        self._container = container
-
-    def _errors(self, *, on_conflict: Exception | None = None) -> Any:
-        return translate_cosmos_errors(container=self._container.id, on_conflict=on_conflict)
-
+class CosmosAssignmentStore(ContainerStore):
     def read(self, tenant_id: str, assignment_id: str) -> AssignmentDocument | None:
         body = read_or_none(self._container, assignment_id, partition_key_of(tenant_id, assignment_id))
         return None if body is None else AssignmentDocument.model_validate(body)
@@ -157,41 +149,31 @@ class CosmosAssignmentStore:
             parameters["@groups"] = list(list_filter.groups)
         else:
             parameters["@userKey"] = list_filter.user_key
-        if list_filter.statuses:
-            clauses.append("ARRAY_CONTAINS(@statuses, c.status)")
-            parameters["@statuses"] = [str(status) for status in list_filter.statuses]
-        if list_filter.due_before is not None:
-            # Stored timestamps share one fixed-width UTC format, so they compare as strings; null never matches.
-            clauses.append("c.dueAt < @dueBefore")
-            parameters["@dueBefore"] = format_timestamp(list_filter.due_before)
+        add_status_and_due_filters(clauses, parameters, list_filter.statuses, list_filter.due_before)
         sql = f"SELECT * FROM c WHERE {' AND '.join(clauses)} ORDER BY c.createdAt DESC"  # noqa: S608 - fixed clauses
-        params = [{"name": name, "value": value} for name, value in parameters.items()]
-        with self._errors():
-            pages: Any = self._container.query_items(
-                sql, parameters=params, max_item_count=page_size, enable_cross_partition_query=True
-            ).by_page(continuation_token)
-            items = first_page(pages, continuation_token)
-            token = pages.continuation_token
-        return Page(items=[AssignmentDocument.model_validate(item) for item in items], continuation_token=token or None)
+        items, token = self._query_page(
+            sql,
+            parameters,
+            continuation_token,
+            token_from_caller=True,
+            max_item_count=page_size,
+            enable_cross_partition_query=True,
+        )
+        return Page(items=[AssignmentDocument.model_validate(item) for item in items], continuation_token=token)
 
     def history_page(
         self, tenant_id: str, assignment_id: str, *, page_size: int, continuation_token: str | None
     ) -> tuple[list[EventDocument], str | None]:
         sql = "SELECT * FROM c WHERE c.docType = @docType AND c.assignmentId = @id ORDER BY c.sequence ASC"
-        params: list[dict[str, object]] = [
-            {"name": "@docType", "value": DOC_TYPE_EVENT},
-            {"name": "@id", "value": assignment_id},
-        ]
-        with self._errors():
-            pages: Any = self._container.query_items(
-                sql,
-                parameters=params,
-                partition_key=partition_key_of(tenant_id, assignment_id),
-                max_item_count=page_size,
-            ).by_page(continuation_token)
-            items = first_page(pages, continuation_token)
-            token = pages.continuation_token
-        return [EventDocument.model_validate(item) for item in items], token or None
+        items, token = self._query_page(
+            sql,
+            {"@docType": DOC_TYPE_EVENT, "@id": assignment_id},
+            continuation_token,
+            token_from_caller=True,
+            partition_key=partition_key_of(tenant_id, assignment_id),
+            max_item_count=page_size,
+        )
+        return [EventDocument.model_validate(item) for item in items], token
 
     def read_event(self, pk: str, event_document_id: str) -> EventDocument | None:
         body = read_or_none(self._container, event_document_id, pk)
@@ -199,16 +181,15 @@ class CosmosAssignmentStore:
 
     def scan_assignments(self, *, continuation_token: str | None) -> tuple[list[AssignmentDocument], str | None]:
         sql = "SELECT * FROM c WHERE c.docType = @docType"
-        with self._errors():
-            pages: Any = self._container.query_items(
-                sql,
-                parameters=[{"name": "@docType", "value": DOC_TYPE_ASSIGNMENT}],
-                enable_cross_partition_query=True,
-                max_item_count=200,
-            ).by_page(continuation_token)
-            items = list(next(pages, []))
-            token = pages.continuation_token
-        return [AssignmentDocument.model_validate(item) for item in items], token or None
+        items, token = self._query_page(
+            sql,
+            {"@docType": DOC_TYPE_ASSIGNMENT},
+            continuation_token,
+            token_from_caller=False,
+            enable_cross_partition_query=True,
+            max_item_count=200,
+        )
+        return [AssignmentDocument.model_validate(item) for item in items], token
 
     def ping(self) -> None:
         with self._errors():

@@ -7,9 +7,10 @@ import logging
 import os
 import threading
 import urllib.request
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +30,7 @@ from core.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
+from core.hygiene import format_timestamp
 
 log = logging.getLogger("assignments.cosmos")
 
@@ -147,6 +149,54 @@ def first_page(pages: Any, continuation_token: str | None) -> list[dict[str, Any
             field = [FieldError("continuationToken", message)]
             raise ValidationFailed(f"continuationToken {message}", field) from error
         raise
+
+
+def query_parameters(parameters: Mapping[str, object]) -> list[dict[str, object]]:
+    return [{"name": name, "value": value} for name, value in parameters.items()]
+
+
+def add_status_and_due_filters(
+    clauses: list[str], parameters: dict[str, object], statuses: Sequence[str], due_before: datetime | None
+) -> None:
+    """The filters the assignment lists and the views both offer, on the fields both documents share."""
+    if statuses:
+        clauses.append("ARRAY_CONTAINS(@statuses, c.status)")
+        parameters["@statuses"] = [str(status) for status in statuses]
+    if due_before is not None:
+        # Stored timestamps share one fixed-width UTC format, so they compare as strings; null never matches.
+        clauses.append("c.dueAt < @dueBefore")
+        parameters["@dueBefore"] = format_timestamp(due_before)
+
+
+class ContainerStore:
+    """What the stores over one container share: SDK errors translated with the container's name, and
+    paged queries."""
+
+    def __init__(self, container: ContainerProxy) -> None:
+        self._container = container
+
+    def _errors(self, *, on_conflict: Exception | None = None) -> Any:
+        return translate_cosmos_errors(container=self._container.id, on_conflict=on_conflict)
+
+    def _query_page(
+        self,
+        sql: str,
+        parameters: Mapping[str, object],
+        continuation_token: str | None,
+        *,
+        token_from_caller: bool,
+        **options: Any,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the query and the token of the next, None after the last. Only a caller's token
+        that Cosmos refuses is the caller's mistake (`first_page`); a refused token of our own previous
+        page is our bug."""
+        with self._errors():
+            pages: Any = self._container.query_items(sql, parameters=query_parameters(parameters), **options).by_page(
+                continuation_token
+            )
+            items = first_page(pages, continuation_token if token_from_caller else None)
+            token = pages.continuation_token
+        return items, token or None
 
 
 class EnvironmentOnceSession(requests.Session):

@@ -3,14 +3,12 @@ every list query names its partition and none is cross-partition (except the ope
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
-from core.cosmos.client import first_page, read_or_none, translate_cosmos_errors
+from core.cosmos.client import ContainerStore, add_status_and_due_filters, query_parameters, read_or_none
 from core.errors import ConcurrencyConflict
 from core.hygiene import format_timestamp
 from core.projections import DOC_TYPE_PROJECTION, DOC_TYPE_VIEW
@@ -22,13 +20,7 @@ SWEEP_STATE_PK = "sweep"
 SWEEP_STATE_ID = "state"
 
 
-class CosmosViewStore:
-    def __init__(self, container: ContainerProxy) -> None:
-        self._container = container
-
-    def _errors(self, *, on_conflict: Exception | None = None) -> Any:
-        return translate_cosmos_errors(container=self._container.id, on_conflict=on_conflict)
-
+class CosmosViewStore(ContainerStore):
     # --- projection records -------------------------------------------------------------------------------
 
     def read_projection(self, pk: str, assignment_id: str) -> Projection | None:
@@ -76,13 +68,7 @@ class CosmosViewStore:
     def _where(query: ViewQuery) -> tuple[list[str], dict[str, object]]:
         clauses = ["c.docType = @docType"]
         parameters: dict[str, object] = {"@docType": DOC_TYPE_VIEW}
-        if query.statuses:
-            clauses.append("ARRAY_CONTAINS(@statuses, c.status)")
-            parameters["@statuses"] = [str(status) for status in query.statuses]
-        if query.due_before is not None:
-            # Stored timestamps share one fixed-width UTC format, so they compare as strings; null never matches.
-            clauses.append("c.dueAt < @dueBefore")
-            parameters["@dueBefore"] = format_timestamp(query.due_before)
+        add_status_and_due_filters(clauses, parameters, query.statuses, query.due_before)
         if query.overdue_at is not None:
             clauses.append("c.dueAt < @overdueAt AND ARRAY_CONTAINS(@active, c.status)")
             parameters["@overdueAt"] = format_timestamp(query.overdue_at)
@@ -105,13 +91,14 @@ class CosmosViewStore:
         clauses, parameters = self._where(query)
         order = "c.dueSort ASC" if query.order_by_due else "c.createdAt DESC"
         sql = f"SELECT VALUE c.assignment FROM c WHERE {' AND '.join(clauses)} ORDER BY {order}"  # noqa: S608
-        with self._errors():
-            pages: Any = self._container.query_items(
-                sql, parameters=_params(parameters), partition_key=query.pk, max_item_count=page_size
-            ).by_page(continuation_token)
-            items = first_page(pages, continuation_token)
-            token = pages.continuation_token
-        return items, token or None
+        return self._query_page(
+            sql,
+            parameters,
+            continuation_token,
+            token_from_caller=True,
+            partition_key=query.pk,
+            max_item_count=page_size,
+        )
 
     def statuses(self, query: ViewQuery) -> list[str]:
         clauses, parameters = self._where(query)
@@ -120,7 +107,7 @@ class CosmosViewStore:
             return [
                 str(status)
                 for status in self._container.query_items(
-                    sql, parameters=_params(parameters), partition_key=query.pk, max_item_count=1000
+                    sql, parameters=query_parameters(parameters), partition_key=query.pk, max_item_count=1000
                 )
             ]
 
@@ -129,13 +116,9 @@ class CosmosViewStore:
     ) -> tuple[list[dict[str, Any]], str | None]:
         sql = "SELECT * FROM c WHERE c.docType = @docType AND c.dueAt <= @now ORDER BY c.dueAt ASC"
         parameters = {"@docType": DOC_TYPE_VIEW, "@now": format_timestamp(now)}
-        with self._errors():
-            pages: Any = self._container.query_items(
-                sql, parameters=_params(parameters), partition_key=bucket_pk, max_item_count=limit
-            ).by_page(continuation_token)
-            items = list(next(pages, []))
-            token = pages.continuation_token
-        return items, token or None
+        return self._query_page(
+            sql, parameters, continuation_token, token_from_caller=False, partition_key=bucket_pk, max_item_count=limit
+        )
 
     def count(self, pk: str, *, due_by: Any = None) -> int:
         sql, parameters = "SELECT VALUE COUNT(1) FROM c", {}
@@ -144,20 +127,21 @@ class CosmosViewStore:
             parameters = {"@docType": DOC_TYPE_VIEW, "@now": format_timestamp(due_by)}
         with self._errors():
             counted: list[Any] = list(
-                self._container.query_items(sql, parameters=_params(parameters), partition_key=pk)
+                self._container.query_items(sql, parameters=query_parameters(parameters), partition_key=pk)
             )
         return int(counted[0]) if counted else 0
 
     def scan(self, *, continuation_token: str | None) -> tuple[list[dict[str, Any]], str | None]:
         sql = "SELECT * FROM c WHERE c.docType = @view OR c.docType = @projection"
         parameters = {"@view": DOC_TYPE_VIEW, "@projection": DOC_TYPE_PROJECTION}
-        with self._errors():
-            pages: Any = self._container.query_items(
-                sql, parameters=_params(parameters), enable_cross_partition_query=True, max_item_count=500
-            ).by_page(continuation_token)
-            items = list(next(pages, []))
-            token = pages.continuation_token
-        return items, token or None
+        return self._query_page(
+            sql,
+            parameters,
+            continuation_token,
+            token_from_caller=False,
+            enable_cross_partition_query=True,
+            max_item_count=500,
+        )
 
     # --- the sweep's cursor ---------------------------------------------------------------------------------
 
@@ -187,7 +171,3 @@ class CosmosViewStore:
     def mark_sent(self, pk: str, event_id: str) -> None:
         with self._errors():
             self._container.upsert_item({"id": event_id, "pk": pk, "docType": DOC_TYPE_SENT})
-
-
-def _params(parameters: Mapping[str, object]) -> list[dict[str, object]]:
-    return [{"name": name, "value": value} for name, value in parameters.items()]

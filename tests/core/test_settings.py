@@ -98,6 +98,8 @@ def test_a_missing_required_setting_fails_naming_it(environment: pytest.MonkeyPa
         ("NOTIFICATIONS_QUEUE", "-leading"),
         ("NOTIFICATIONS_QUEUE", "ab"),
         ("NOTIFICATIONS_QUEUE", "q" * 57),  # its -poison queue would pass Storage's 63 characters
+        ("CHANGES_RETRY_QUEUE", "Changes-Retry"),
+        ("CHANGES_RETRY_QUEUE", "r" * 57),
         ("SWEEP_SCHEDULE", "* * * * *"),  # five fields: NCRONTAB here has seconds first
         ("SWEEP_MAX_SECONDS", "0"),
         ("REMINDER_LEAD_HOURS", "-1"),
