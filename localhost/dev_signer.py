@@ -234,40 +234,18 @@ class TokenFactory:
         return claims
 
     def user_token(
-        self,
-        *,
-        oid: str | None = None,
-        upn: str = "user@contoso.com",
-        scopes: str | None = "Assignments.ReadWrite",
-        roles: Iterable[str] = (),
-        groups: Iterable[str] = (),
-        version: int = 2,
-        lifetime: int = 3600,
-        key: SigningKey | None = None,
-        header: Mapping[str, Any] | None = None,
-        **overrides: Any,
+        self, *, key: SigningKey | None = None, header: Mapping[str, Any] | None = None, **claims: Any
     ) -> str:
-        """A delegated token. `scopes=None` omits `scp`; empty `groups` omits the claim (as for overage)."""
-        claims = self.user_claims(
-            oid=oid, upn=upn, scopes=scopes, roles=roles, groups=groups, version=version, lifetime=lifetime, **overrides
-        )
-        return sign_token(claims, key or self.key, header)
+        """A delegated token of `user_claims(**claims)`. `scopes=None` omits `scp`; empty `groups` omits the
+        claim (as for overage)."""
+        return sign_token(self.user_claims(**claims), key or self.key, header)
 
     def app_token(
-        self,
-        *,
-        app_id: str | None = None,
-        oid: str | None = None,
-        roles: Iterable[str] = ("Assignments.Admin",),
-        version: int = 2,
-        lifetime: int = 3600,
-        key: SigningKey | None = None,
-        header: Mapping[str, Any] | None = None,
-        **overrides: Any,
+        self, *, key: SigningKey | None = None, header: Mapping[str, Any] | None = None, **claims: Any
     ) -> str:
-        """An app-only (client-credentials) token: no `scp`, `idtyp: app`, permissions in `roles`."""
-        claims = self.app_claims(app_id=app_id, oid=oid, roles=roles, version=version, lifetime=lifetime, **overrides)
-        return sign_token(claims, key or self.key, header)
+        """An app-only (client-credentials) token of `app_claims(**claims)`: no `scp`, `idtyp: app`, permissions
+        in `roles`."""
+        return sign_token(self.app_claims(**claims), key or self.key, header)
 
     def _base_claims(self, *, version: int, lifetime: int, oid: str) -> dict[str, Any]:
         if version not in (1, 2):
