@@ -31,6 +31,7 @@ from typing import Any, Self
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from localhost.background_server import BackgroundServer
 from localhost.shared_signer import SharedSigner, write_shared
 
 # The tenant and audience of `local.settings.sample.json`, so both ways of running share them. Not a real tenant.
@@ -273,7 +274,7 @@ class TokenFactory:
             claims["groups"] = groups
 
 
-class JwksServer:
+class JwksServer(BackgroundServer):
     """Serves `{"keys": [...]}` at `http://127.0.0.1:<port>/keys` from a background thread.
 
     Keys can be published or replaced while it runs (key rotation). Subclasses may override `answer`.
@@ -282,21 +283,15 @@ class JwksServer:
     def __init__(self, keys: Iterable[SigningKey | Mapping[str, Any]] = (), *, port: int = 0) -> None:
         self._lock = threading.Lock()
         self._keys: list[dict[str, Any]] = [_jwk(key) for key in keys]
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
-        self._server.daemon_threads = True
+        server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        server.daemon_threads = True
         # A short poll interval keeps `stop()` (which waits for the serve loop to notice) fast.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="jwks-server", daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
+        super().__init__(server, address="127.0.0.1", thread_name="jwks-server", poll_interval=0.05)
+        self.start()
 
     @property
     def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}/keys"
+        return f"{self.url}/keys"
 
     def publish(self, key: SigningKey | Mapping[str, Any]) -> None:
         with self._lock:
@@ -313,11 +308,6 @@ class JwksServer:
         with self._lock:
             keys = list(self._keys)
         return 200, json.dumps({"keys": keys}).encode("utf-8")
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     def __enter__(self) -> Self:
         return self
