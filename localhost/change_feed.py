@@ -37,6 +37,7 @@ from core.cosmos.client import LEASES_PARTITION_KEY, make_cosmos_client
 from core.models import format_timestamp
 from localhost.app_settings import AppSettings, BindingConfigError, CosmosConnection
 from localhost.invocation import FunctionInvoker
+from localhost.listener_thread import ListenerThread
 from localhost.retry import RetryPolicy, RetryWaitInterrupted, call_with_retries
 
 log = logging.getLogger("localhost.change_feed")
@@ -132,7 +133,7 @@ class ChangeFeedListener:
             self._feed_client if binding.lease_connection == binding.connection else _client(binding.lease_connection)
         )
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = ListenerThread(f"change-feed-{binding.function_name}", self._run, self._stop)
         self._continuation: str | None = None
         self._lease_etag: str | None = None
         self._monitored: ContainerProxy | None = None
@@ -149,13 +150,10 @@ class ChangeFeedListener:
     def start(self) -> None:
         """`open()`, then poll on a thread of its own until `stop()`."""
         self.open()
-        self._thread = threading.Thread(target=self._run, name=f"change-feed-{self.binding.function_name}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._thread.stop()
 
     def _run(self) -> None:
         while not self._stop.is_set():

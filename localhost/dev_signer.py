@@ -31,6 +31,7 @@ from typing import Any, Self
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from localhost.background_server import BackgroundServer
 from localhost.shared_signer import SharedSigner, write_shared
 
 # The tenant and audience of `local.settings.sample.json`, so both ways of running share them. Not a real tenant.
@@ -234,40 +235,18 @@ class TokenFactory:
         return claims
 
     def user_token(
-        self,
-        *,
-        oid: str | None = None,
-        upn: str = "user@contoso.com",
-        scopes: str | None = "Assignments.ReadWrite",
-        roles: Iterable[str] = (),
-        groups: Iterable[str] = (),
-        version: int = 2,
-        lifetime: int = 3600,
-        key: SigningKey | None = None,
-        header: Mapping[str, Any] | None = None,
-        **overrides: Any,
+        self, *, key: SigningKey | None = None, header: Mapping[str, Any] | None = None, **claims: Any
     ) -> str:
-        """A delegated token. `scopes=None` omits `scp`; empty `groups` omits the claim (as for overage)."""
-        claims = self.user_claims(
-            oid=oid, upn=upn, scopes=scopes, roles=roles, groups=groups, version=version, lifetime=lifetime, **overrides
-        )
-        return sign_token(claims, key or self.key, header)
+        """A delegated token of `user_claims(**claims)`. `scopes=None` omits `scp`; empty `groups` omits the
+        claim (as for overage)."""
+        return sign_token(self.user_claims(**claims), key or self.key, header)
 
     def app_token(
-        self,
-        *,
-        app_id: str | None = None,
-        oid: str | None = None,
-        roles: Iterable[str] = ("Assignments.Admin",),
-        version: int = 2,
-        lifetime: int = 3600,
-        key: SigningKey | None = None,
-        header: Mapping[str, Any] | None = None,
-        **overrides: Any,
+        self, *, key: SigningKey | None = None, header: Mapping[str, Any] | None = None, **claims: Any
     ) -> str:
-        """An app-only (client-credentials) token: no `scp`, `idtyp: app`, permissions in `roles`."""
-        claims = self.app_claims(app_id=app_id, oid=oid, roles=roles, version=version, lifetime=lifetime, **overrides)
-        return sign_token(claims, key or self.key, header)
+        """An app-only (client-credentials) token of `app_claims(**claims)`: no `scp`, `idtyp: app`, permissions
+        in `roles`."""
+        return sign_token(self.app_claims(**claims), key or self.key, header)
 
     def _base_claims(self, *, version: int, lifetime: int, oid: str) -> dict[str, Any]:
         if version not in (1, 2):
@@ -295,7 +274,7 @@ class TokenFactory:
             claims["groups"] = groups
 
 
-class JwksServer:
+class JwksServer(BackgroundServer):
     """Serves `{"keys": [...]}` at `http://127.0.0.1:<port>/keys` from a background thread.
 
     Keys can be published or replaced while it runs (key rotation). Subclasses may override `answer`.
@@ -304,21 +283,15 @@ class JwksServer:
     def __init__(self, keys: Iterable[SigningKey | Mapping[str, Any]] = (), *, port: int = 0) -> None:
         self._lock = threading.Lock()
         self._keys: list[dict[str, Any]] = [_jwk(key) for key in keys]
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
-        self._server.daemon_threads = True
+        server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        server.daemon_threads = True
         # A short poll interval keeps `stop()` (which waits for the serve loop to notice) fast.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="jwks-server", daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
+        super().__init__(server, address="127.0.0.1", thread_name="jwks-server", poll_interval=0.05)
+        self.start()
 
     @property
     def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}/keys"
+        return f"{self.url}/keys"
 
     def publish(self, key: SigningKey | Mapping[str, Any]) -> None:
         with self._lock:
@@ -335,11 +308,6 @@ class JwksServer:
         with self._lock:
             keys = list(self._keys)
         return 200, json.dumps({"keys": keys}).encode("utf-8")
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     def __enter__(self) -> Self:
         return self

@@ -11,7 +11,6 @@ With a CORS policy (`Host.CORS`), the host answers preflights itself and adds CO
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 import azure.functions as func
 from azure.functions.http import HttpResponseConverter
 
+from localhost.background_server import BackgroundServer
 from localhost.cors import CorsPolicy
 from localhost.invocation import FunctionInvoker
 from localhost.routing import NoMatch, RouteTable
@@ -68,7 +68,7 @@ def reply_of(value: Any) -> Reply:
     return Reply(int(encoded["status_code"].value), headers, bytes(encoded["body"].value))
 
 
-class HttpFrontEnd:
+class HttpFrontEnd(BackgroundServer):
     def __init__(
         self,
         routes: RouteTable[HttpFunction],
@@ -78,32 +78,10 @@ class HttpFrontEnd:
         cors: CorsPolicy | None = None,
     ) -> None:
         self.routes = routes
-        self.address = address
         self.cors = cors
-        self._server = _Server((address, port), _Handler)
-        self._server.front_end = self
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}:{self.port}"
-
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="localhost-http", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
+        server = _Server((address, port), _Handler)
+        server.front_end = self
+        super().__init__(server, address=address, thread_name="localhost-http", poll_interval=0.1)
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes, host: str) -> Reply:
         """The reply to a request (`headers` with lower-case names), CORS applied."""

@@ -49,13 +49,13 @@ from localhost.app_settings import AppSettings, BindingConfigError
 from localhost.backoff import RandomizedExponentialBackoff
 from localhost.host_json import MIN_POLLING_INTERVAL, QueuesOptions
 from localhost.invocation import FunctionInvoker
+from localhost.listener_thread import STOP_TIMEOUT_S, ListenerThread
 
 log = logging.getLogger("localhost.queues")
 
 POISON_SUFFIX = "-poison"
 RECEIVE_VISIBILITY_TIMEOUT_S = 600  # the host receives for 10 minutes and renews at half time while the call runs
 LOCAL_MAX_POLLING_INTERVAL = 2.0
-STOP_TIMEOUT_S = 30.0
 # 3-63 characters: lower-case letters, digits and single hyphens, starting and ending with a letter or digit.
 _QUEUE_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -167,7 +167,7 @@ class QueueListener:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=options.max_concurrency, thread_name_prefix=f"queue-{binding.function_name}"
         )
-        self._thread: threading.Thread | None = None
+        self._thread = ListenerThread(f"queue-{binding.function_name}", self._run, self._stop)
 
     @property
     def queue_url(self) -> str:
@@ -183,7 +183,6 @@ class QueueListener:
             )
         if self._watcher is not None:
             self._watcher.register(self.queue_url, self._wake.set)
-        self._thread = threading.Thread(target=self._run, name=f"queue-{self.binding.function_name}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -192,8 +191,7 @@ class QueueListener:
         self._wake.set()
         with self._changed:
             self._changed.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=STOP_TIMEOUT_S)
+        self._thread.stop()
         with self._changed:
             pending = dict(self._futures)
         concurrent.futures.wait(list(pending), timeout=STOP_TIMEOUT_S)

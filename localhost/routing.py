@@ -83,20 +83,15 @@ def _number(value: str) -> bool:
     return value.strip().lower() not in ("nan", "inf", "-inf", "infinity", "-infinity")
 
 
-def _guid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+def _parses_as(parse: Callable[[str], object]) -> Constraint:
+    def check(value: str) -> bool:
+        try:
+            parse(value)
+        except ValueError:
+            return False
+        return True
 
-
-def _datetime(value: str) -> bool:
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
+    return check
 
 
 def _ints(name: str, args: str | None, count: Iterable[int]) -> list[int]:
@@ -121,8 +116,8 @@ _SIMPLE: dict[str, Constraint] = {
     "decimal": _number,
     "double": _number,
     "float": _number,
-    "datetime": _datetime,
-    "guid": _guid,
+    "datetime": _parses_as(datetime.fromisoformat),
+    "guid": _parses_as(uuid.UUID),
     "alpha": lambda value: re.fullmatch(r"[A-Za-z]+", value) is not None,
     "required": lambda value: value != "",
 }

@@ -204,6 +204,19 @@ def now_iso(offset: timedelta = timedelta()) -> str:
     return iso(datetime.now(UTC) + offset)
 
 
+def _call_assignment(
+    app: FunctionCaller, function_name: str, assignment_id: str, path: str = "", *, token: str | None, **kw: Any
+) -> Response:
+    """A call to /assignments/{id}{path}, by default as ORIGINATOR."""
+    return app.call(
+        function_name,
+        url=f"/assignments/{assignment_id}{path}",
+        token=token or app.tokens.user(ORIGINATOR),
+        route_params={"id": assignment_id},
+        **kw,
+    )
+
+
 def act(
     app: FunctionCaller,
     action: str,
@@ -215,15 +228,16 @@ def act(
     raw: bytes | None = None,
 ) -> Response:
     """POST /assignments/{id}/{action}; by default the originator acts, with a JSON body when one is given."""
-    return app.call(
+    return _call_assignment(
+        app,
         ACTIONS[action],
+        assignment_id,
+        f"/{action}",
         method="POST",
-        url=f"/assignments/{assignment_id}/{action}",
-        token=token or app.tokens.user(ORIGINATOR),
+        token=token,
         json_body=body,
         body=raw,
         headers=headers,
-        route_params={"id": assignment_id},
     )
 
 
@@ -253,14 +267,8 @@ def patch(
     all_headers = {"content-type": content_type, **(headers or {})}
     if if_match is not None:
         all_headers["if-match"] = if_match
-    return app.call(
-        "edit_assignment",
-        method="PATCH",
-        url=f"/assignments/{assignment_id}",
-        token=token or app.tokens.user(ORIGINATOR),
-        json_body=body,
-        headers=all_headers,
-        route_params={"id": assignment_id},
+    return _call_assignment(
+        app, "edit_assignment", assignment_id, method="PATCH", token=token, json_body=body, headers=all_headers
     )
 
 
@@ -271,12 +279,17 @@ def delegate(
     *,
     token: str | None = None,
     headers: dict[str, str] | None = None,
-    raw: bytes | None = None,
+    **kw: Any,
 ) -> Response:
-    """POST /assignments/{id}/delegate, by default as ASSIGNEE."""
-    all_headers = {"content-type": "application/json", **(headers or {})}
+    """POST /assignments/{id}/delegate (`kw` as for `act`), by default as ASSIGNEE and as JSON, even a raw body."""
     return act(
-        app, "delegate", assignment_id, body, token=token or app.tokens.user(ASSIGNEE), headers=all_headers, raw=raw
+        app,
+        "delegate",
+        assignment_id,
+        body,
+        token=token or app.tokens.user(ASSIGNEE),
+        headers={**JSON, **(headers or {})},
+        **kw,
     )
 
 

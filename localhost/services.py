@@ -76,13 +76,7 @@ class RunningService:
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM the process by PID, SIGKILL it if it has not exited after `timeout` seconds."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=timeout)
+        terminate(self.process, timeout)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> RunningService:
@@ -90,6 +84,17 @@ class RunningService:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def terminate(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM `process` unless it has exited, and SIGKILL it if it has not exited after `timeout` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
 
 
 def _require_node_package(package: str) -> str:

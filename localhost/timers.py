@@ -31,6 +31,7 @@ from core.clock import Clock, utc_now
 from core.models import format_timestamp
 from localhost.app_settings import AppSettings, BindingConfigError
 from localhost.invocation import FunctionInvoker
+from localhost.listener_thread import ListenerThread
 from localhost.retry import RetryPolicy, RetryWaitInterrupted, call_with_retries
 
 log = logging.getLogger("localhost.timers")
@@ -124,16 +125,13 @@ class TimerListener:
         self._stop = threading.Event()
         self._sleep: Sleep = sleep or self._stop.wait
         self._status_store = status_store if status_store is not None else InMemoryScheduleStatusStore()
-        self._thread: threading.Thread | None = None
+        self._thread = ListenerThread(f"timer-{binding.function_name}", self.run, self._stop)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name=f"timer-{self.binding.function_name}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._thread.stop()
 
     def run(self) -> None:
         """Fire the function on schedule until stopped. Runs on the caller's thread (tests drive it directly)."""

@@ -82,14 +82,6 @@ ADMIN = app("sm-admin", ROLE_ADMIN)
 REPORTER = app("sm-reporter", ROLE_REPORT)
 
 
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @dataclass(frozen=True)
 class World:
     runtime: Runtime
@@ -107,10 +99,10 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.clock = ManualClock()
+        self.now = datetime.now(UTC).replace(microsecond=0)
         runtime = self.world.runtime
         # The runtime's own Deps (its directory cache and limits), on the machine's clock.
-        self.deps = replace(runtime.deps(), clock=self.clock)
+        self.deps = replace(runtime.deps(), clock=lambda: self.now)
         self.assignment_id = ""
         self.assignee = user(self.world.first_assignee)
         self.document: AssignmentDocument | None = None
@@ -146,7 +138,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         """What every write meets first once who and If-Match pass: the table, then expiry."""
         if self.current.status in TERMINAL_STATUSES:
             return errors.InvalidTransition
-        if self.current.expires_at is not None and self.clock() >= self.current.expires_at:
+        if self.current.expires_at is not None and self.now >= self.current.expires_at:
             return errors.Expired
         return None
 
@@ -223,7 +215,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             "passScore": pass_score,
         }
         if expires_in_minutes is not None:
-            body["expiresAt"] = (self.clock() + timedelta(minutes=expires_in_minutes)).isoformat()
+            body["expiresAt"] = (self.now + timedelta(minutes=expires_in_minutes)).isoformat()
         outcome = create_assignment(Command(principal=self.actor("originator"), body=body), self.deps)
         self.assignment_id = outcome.id
         self.document = self.read()
@@ -265,7 +257,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         body: dict[str, Any] = {
             "eventId": event_id,
             "type": kind.value,
-            "occurredAt": (self.clock() + timedelta(minutes=minutes_ahead)).isoformat(),
+            "occurredAt": (self.now + timedelta(minutes=minutes_ahead)).isoformat(),
             "chatLogId": chat_log_id,
         }
         if kind == EventType.FLOW_COMPLETED:
@@ -352,7 +344,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     )
     def edit(self, changes: dict[str, Any], if_match: str, actor: str) -> None:
         body = {
-            name: (self.clock() + timedelta(minutes=value)).isoformat()
+            name: (self.now + timedelta(minutes=value)).isoformat()
             if name in ("dueAt", "expiresAt") and value is not None
             else value
             for name, value in changes.items()
@@ -405,7 +397,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @rule(minutes=st.sampled_from([1, 20, 90]))
     def advance_clock(self, minutes: int) -> None:
-        self.clock.now += timedelta(minutes=minutes)
+        self.now += timedelta(minutes=minutes)
 
     # --- invariants --------------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from core.settings import Settings
 from localhost.app_settings import app_settings_of
 from localhost.host import LocalHost
 from localhost.indexing import IndexedFunction, index_app
-from localhost.services import REPO_ROOT
+from localhost.services import REPO_ROOT, terminate
 
 StartHost = Callable[..., LocalHost]
 
@@ -153,14 +153,8 @@ def run_command(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartRunCo
 
     yield start
     for command in commands:
-        if command.process.poll() is None:
-            # SIGTERM first: it cleans up after itself (emulators, their folders, the shared key); SIGKILL would leak.
-            command.process.terminate()
-            try:
-                command.process.wait(timeout=EXIT_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                command.process.kill()
-                command.process.wait()
+        # SIGTERM first: it cleans up after itself (emulators, their folders, the shared key); SIGKILL would leak.
+        terminate(command.process, EXIT_TIMEOUT_S)
 
 
 def printed_exports(command: RunCommand) -> dict[str, str]:
