@@ -50,6 +50,9 @@ def probe_functions(module: str, *names: str) -> list[IndexedFunction]:
 @pytest.fixture
 def start_host(runtime: Runtime, app_settings: dict[str, str]) -> Iterator[StartHost]:
     """Start a LocalHost on a free port; every host started is stopped after the test."""
+    # The session's database and containers exist before any host watches them, as infra/ makes them in Azure:
+    # a change-feed trigger refuses to start on a container that does not exist.
+    runtime.store  # noqa: B018
     hosts: list[LocalHost] = []
 
     def start(
