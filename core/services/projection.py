@@ -25,7 +25,7 @@ from core.clock import Clock, utc_now
 from core.errors import ConcurrencyConflict
 from core.events import DOC_TYPE_EVENT, EventDocument
 from core.models import DOC_TYPE_ASSIGNMENT, AssignmentDocument, root_id_of
-from core.projections import DOC_TYPE_VIEW, ViewKey, projection_pk, view_entries
+from core.projections import DOC_TYPE_VIEW, ViewKey, ViewKind, projection_pk, view_entries
 from core.queues import MessageQueue
 from core.retry import retry_conflicts
 from core.store import AssignmentStore, Projection, ViewStore
@@ -264,11 +264,22 @@ def _remove_stale(deps: FeedDeps) -> int:
 
 def _implied_now(entry: Mapping[str, Any], deps: FeedDeps, key: ViewKey) -> bool:
     """An entry with no record yet may be a projector's work in progress: keep it if the assignment, as
-    it is now, implies it."""
+    it is now, implies it. A due entry is matched by its due time, not its hourly bucket: a projector files
+    an action already past in the hour it projects, which may be an hour before this clock's."""
     document = deps.store.read(str(entry["tenantId"]), str(entry["assignmentId"]))
     if document is None:
         return False
-    return any(candidate.key == key for candidate in view_entries(document, deps.policy, now=deps.clock()))
+    for candidate in view_entries(document, deps.policy, now=deps.clock()):
+        if candidate.key == key:
+            return True
+        if (
+            entry.get("kind") == ViewKind.DUE
+            and candidate.body["kind"] == ViewKind.DUE
+            and candidate.key.id == key.id
+            and candidate.body["dueAt"] == entry.get("dueAt")
+        ):
+            return True
+    return False
 
 
 @dataclass(frozen=True)

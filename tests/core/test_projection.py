@@ -20,7 +20,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -33,7 +33,7 @@ from core.cosmos import RoundTripCounter
 from core.errors import ServiceUnavailable
 from core.events import EventDocument
 from core.models import AssignmentDocument
-from core.projections import candidates_pk, inbox_pk, sent_pk, target_pk
+from core.projections import candidates_pk, due_bucket, due_pk, inbox_pk, sent_pk, target_pk
 from core.queues import MAX_MESSAGE_BYTES
 from core.services.projection import (
     ChangeRef,
@@ -45,6 +45,7 @@ from core.services.projection import (
     retry_change,
 )
 from core.settings import Settings
+from core.timer_rules import next_action_at
 from localhost.scenarios import FeedTape, drain_queue, notifications_queue
 from tests.support.api import (
     GROUP,
@@ -172,6 +173,22 @@ class Faulty:
             return attribute(*args, **kwargs)
 
         return call
+
+
+class ScanMissing:
+    """A real view store whose scans miss the items `missing` picks, as a scan that passed their place before
+    they were written does; every other attribute is the store's own."""
+
+    def __init__(self, inner: Any, missing: Callable[[Mapping[str, Any]], bool]) -> None:
+        self._inner = inner
+        self._missing = missing
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def scan(self, *, continuation_token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        items, token = self._inner.scan(continuation_token=continuation_token)
+        return [item for item in items if not self._missing(item)], token
 
 
 def killed_after(writes: int) -> Callable[[str], None]:
@@ -581,6 +598,42 @@ class TestRebuild:
         rebuild(deps)
         world.deliver(world.tape.bodies)
         world.assert_converged()
+
+    def test_rebuild_keeps_a_past_action_a_projector_filed_in_the_hour_before(self, world: World) -> None:
+        """The rebuild's scan of the views is no snapshot: it can pass the place of an assignment's record
+        before a projector writes it, then find the entries written after it. Such entries are kept when the
+        assignment implies them, and a past action counts as implied though the projector filed it in its
+        own hour's bucket and the rebuild's clock is in a later hour."""
+        world.create("a1", ANN, dueAt=in_days(2))
+        world.deliver(world.tape.bodies)
+        projected_at: list[datetime] = []
+
+        def a_projector_files_a_past_action() -> None:
+            world.create("late", ANN, dueAt=in_days(3))
+            document = world.app.runtime.store.read(TENANT, "late")
+            assert document is not None
+            action_at = next_action_at(document, world.deps().policy)
+            assert action_at is not None
+            projected_at.append(action_at + timedelta(minutes=30))
+            at_that_time = dataclasses.replace(world.deps(), clock=lambda: projected_at[0])
+            assert world.deliver(world.tape.versions("late")[-1:], at_that_time).projected == 1
+
+        def two_hours_after_the_projector() -> datetime:
+            # Before the projector runs (the rebuild's own projections), any time will do.
+            return projected_at[0] + timedelta(hours=2) if projected_at else datetime.now(UTC)
+
+        def the_record_of_late(item: Mapping[str, Any]) -> bool:
+            return item.get("docType") == "projection" and item["id"] == "late"
+
+        views = Faulty(
+            ScanMissing(world.app.runtime.views, the_record_of_late),
+            once_before(a_projector_files_a_past_action),
+            ("scan",),
+        )
+        rebuild(dataclasses.replace(world.deps(views=views), clock=two_hours_after_the_projector))
+        filed = due_pk(due_bucket(projected_at[0]))
+        assert filed != due_pk(due_bucket(two_hours_after_the_projector()))
+        assert (filed, f"{TENANT}|late") in {(item["pk"], item["id"]) for item in held_items(world)}
 
     def test_rebuild_in_a_thread_while_writes_and_projections_continue(self, world: World) -> None:
         workload(world)
