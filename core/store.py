@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from core.models import AssignmentDocument, IdempotencyRecord, ListRole, Status
+from core.models import AssignmentDocument, IdempotencyRecord, Status
 
 if TYPE_CHECKING:
     from core.aggregate import Decision
@@ -35,24 +35,6 @@ class KeyClaim:
     def document_id(self) -> str:
         # Longer than any assignment id may be, so the two never collide.
         return f"claim:{self.key}"
-
-
-@dataclass(frozen=True)
-class ListFilter:
-    """One caller's list in one role, within their tenant."""
-
-    tenant_id: str
-    role: ListRole
-    user_key: str | None = None
-    groups: tuple[str, ...] = ()
-    statuses: tuple[Status, ...] = ()
-    due_before: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[AssignmentDocument]
-    continuation_token: str | None
 
 
 class AssignmentStore(Protocol):
@@ -85,11 +67,6 @@ class AssignmentStore(Protocol):
         ...
 
     def read_key_claim(self, claim: KeyClaim) -> KeyClaim | None: ...
-
-    def list_page(self, list_filter: ListFilter, *, page_size: int, continuation_token: str | None) -> Page:
-        """One page of the filter's assignments, newest `createdAt` first. `ValidationFailed` for a
-        continuation token the store cannot continue from."""
-        ...
 
     def history_page(
         self, tenant_id: str, assignment_id: str, *, page_size: int, continuation_token: str | None

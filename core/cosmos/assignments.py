@@ -9,34 +9,22 @@ from typing import TYPE_CHECKING, Any
 from azure.core import MatchConditions
 from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpResponseError
 
-from core.cosmos.client import ContainerStore, add_status_and_due_filters, read_or_none
+from core.cosmos.client import ContainerStore, read_or_none
 from core.errors import ConcurrencyConflict, DuplicateId
 from core.events import DOC_TYPE_EVENT, EventDocument
 from core.models import (
     DOC_TYPE_ASSIGNMENT,
     AssignmentDocument,
     IdempotencyRecord,
-    ListRole,
     partition_key_of,
 )
-from core.store import KeyClaim, ListFilter, Page
+from core.store import KeyClaim
 
 if TYPE_CHECKING:
     from core.aggregate import Decision
 
 DOC_TYPE_KEY_CLAIM = "idempotencyKeyClaim"
 DOC_TYPE_MARKER = "marker"
-
-# Each role's filter restates `rules.can_read` for that role, so a page never holds what the caller may
-# not read. Every one is confined to the caller's tenant.
-_ROLE_FILTERS: dict[ListRole, str] = {
-    ListRole.ASSIGNEE: "c.assigneeUserKey = @userKey",
-    ListRole.ORIGINATOR: "c.originatorUserKey = @userKey",
-    ListRole.CANDIDATE: (
-        "IS_STRING(c.taskKey) AND IS_NULL(c.assigneeUserKey)"
-        " AND EXISTS(SELECT VALUE g FROM g IN c.candidateGroups WHERE ARRAY_CONTAINS(@groups, g))"
-    ),
-}
 
 
 def _as_stored(stored: AssignmentDocument, echo: dict[str, Any]) -> AssignmentDocument:
@@ -141,25 +129,6 @@ class CosmosAssignmentStore(ContainerStore):
         if body is None:
             return None
         return KeyClaim(key=claim.key, body_hash=body["bodyHash"], assignment_id=body["assignmentId"])
-
-    def list_page(self, list_filter: ListFilter, *, page_size: int, continuation_token: str | None) -> Page:
-        clauses = ["c.docType = @docType", "c.tenantId = @tenantId", _ROLE_FILTERS[list_filter.role]]
-        parameters: dict[str, object] = {"@docType": DOC_TYPE_ASSIGNMENT, "@tenantId": list_filter.tenant_id}
-        if list_filter.role == ListRole.CANDIDATE:
-            parameters["@groups"] = list(list_filter.groups)
-        else:
-            parameters["@userKey"] = list_filter.user_key
-        add_status_and_due_filters(clauses, parameters, list_filter.statuses, list_filter.due_before)
-        sql = f"SELECT * FROM c WHERE {' AND '.join(clauses)} ORDER BY c.createdAt DESC"  # noqa: S608 - fixed clauses
-        items, token = self._query_page(
-            sql,
-            parameters,
-            continuation_token,
-            token_from_caller=True,
-            max_item_count=page_size,
-            enable_cross_partition_query=True,
-        )
-        return Page(items=[AssignmentDocument.model_validate(item) for item in items], continuation_token=token)
 
     def history_page(
         self, tenant_id: str, assignment_id: str, *, page_size: int, continuation_token: str | None

@@ -7,10 +7,9 @@ import logging
 import os
 import threading
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,7 +29,6 @@ from core.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from core.hygiene import format_timestamp
 
 log = logging.getLogger("assignments.cosmos")
 
@@ -153,19 +151,6 @@ def first_page(pages: Any, continuation_token: str | None) -> list[dict[str, Any
 
 def query_parameters(parameters: Mapping[str, object]) -> list[dict[str, object]]:
     return [{"name": name, "value": value} for name, value in parameters.items()]
-
-
-def add_status_and_due_filters(
-    clauses: list[str], parameters: dict[str, object], statuses: Sequence[str], due_before: datetime | None
-) -> None:
-    """The filters the assignment lists and the views both offer, on the fields both documents share."""
-    if statuses:
-        clauses.append("ARRAY_CONTAINS(@statuses, c.status)")
-        parameters["@statuses"] = [str(status) for status in statuses]
-    if due_before is not None:
-        # Stored timestamps share one fixed-width UTC format, so they compare as strings; null never matches.
-        clauses.append("c.dueAt < @dueBefore")
-        parameters["@dueBefore"] = format_timestamp(due_before)
 
 
 class ContainerStore:

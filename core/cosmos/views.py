@@ -8,7 +8,7 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
-from core.cosmos.client import ContainerStore, add_status_and_due_filters, query_parameters, read_or_none
+from core.cosmos.client import ContainerStore, query_parameters, read_or_none
 from core.errors import ConcurrencyConflict
 from core.hygiene import format_timestamp
 from core.projections import DOC_TYPE_PROJECTION, DOC_TYPE_VIEW
@@ -68,7 +68,13 @@ class CosmosViewStore(ContainerStore):
     def _where(query: ViewQuery) -> tuple[list[str], dict[str, object]]:
         clauses = ["c.docType = @docType"]
         parameters: dict[str, object] = {"@docType": DOC_TYPE_VIEW}
-        add_status_and_due_filters(clauses, parameters, query.statuses, query.due_before)
+        if query.statuses:
+            clauses.append("ARRAY_CONTAINS(@statuses, c.status)")
+            parameters["@statuses"] = [str(status) for status in query.statuses]
+        if query.due_before is not None:
+            # Stored timestamps share one fixed-width UTC format, so they compare as strings; null never matches.
+            clauses.append("c.dueAt < @dueBefore")
+            parameters["@dueBefore"] = format_timestamp(query.due_before)
         if query.overdue_at is not None:
             clauses.append("c.dueAt < @overdueAt AND ARRAY_CONTAINS(@active, c.status)")
             parameters["@overdueAt"] = format_timestamp(query.overdue_at)
