@@ -181,13 +181,12 @@ def may_txn_unassign(principal: Principal, assignment: AssignmentDocument) -> bo
 # --- delegation --------------------------------------------------------------------------------------
 
 
-def check_delegation(original: AssignmentDocument, now: datetime, *, max_depth: int) -> Status:
+def check_delegation(original: AssignmentDocument, now: datetime) -> Status:
     """The delegate state checks that need no directory, in the contract's order; returns the original's
     next status."""
     if original.status == Status.DELEGATED:
         raise AlreadyDelegated(f"Assignment {original.id} was already delegated to {original.delegated_to}")
-    target = next_status(original, Operation.DELEGATE)
-    check_not_expired(original, now)
+    target = allowed_transition(original, Operation.DELEGATE, now)
     if original.is_unassigned:
         raise NotAssigned(f"Assignment {original.id} has no assignee to delegate from")
     if not original.allow_delegation:

@@ -184,7 +184,7 @@ def delegation_checks(original: AssignmentDocument, upn: str = DORA.upn, user_ke
     """The delegate checks the rules make, in the contract's order: 1 to 5 need no directory
     (`check_delegation`), 6 and 7 take the user key the directory resolved for that UPN (`check_delegate`).
     Depth (8) and `userNotFound` (9) are the operation's: test_aggregate.py."""
-    target = check_delegation(original, NOW, max_depth=10)
+    target = check_delegation(original, NOW)
     check_delegate(original, upn=upn, user_key=user_key)
     return target
 
