@@ -133,12 +133,14 @@ class Decision:
 
 
 def check_if_match(if_match: str | None, document: AssignmentDocument) -> None:
-    """RFC 9110 If-Match: `*`, or any listed entity tag equal to the current one. Cosmos's ETags are
-    quoted entity tags already; a bare value is accepted too, for clients that strip the quotes."""
+    """RFC 9110 If-Match: `*`, or any listed entity tag strongly equal to the current one (a weak tag never
+    is). Cosmos's ETags are quoted entity tags already; a bare value is accepted too, for clients that strip
+    the quotes."""
     if if_match is None or if_match.strip() == "*":
         return
     current = (document.etag or "").strip('"')
-    listed = {tag.strip().removeprefix("W/").strip('"') for tag in if_match.split(",")}
+    tags = (tag.strip() for tag in if_match.split(","))
+    listed = {tag.strip('"') for tag in tags if not tag.startswith("W/")}
     if current not in listed:
         raise PreconditionFailed("The assignment has changed since it was read (If-Match)")
 

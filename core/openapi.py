@@ -998,7 +998,7 @@ _HEADERS: dict[str, dict[str, Any]] = {
     "ETag": {
         "description": "The assignment's entity tag, quoted (RFC 9110)",
         "required": True,
-        "schema": {"type": "string", "pattern": '^(W/)?".*"$'},
+        "schema": {"type": "string", "pattern": '^".*"$'},
     },
     "Location": {"description": "Where the resource is read", "required": True, "schema": {"type": "string"}},
     "WWW-Authenticate": {

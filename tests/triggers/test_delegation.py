@@ -300,6 +300,14 @@ class TestExactlyOnce:
         headers = {"If-Match": if_match.format(etag=original["_etag"])}
         assert delegate(app, original["id"], {"toUpn": bea}, headers=headers).status == 201
 
+    def test_a_weak_etag_never_matches(self, app: FunctionCaller) -> None:
+        # If-Match compares strongly (RFC 9110 13.1.1): W/"x" does not match "x".
+        original = new_assignment(app)
+        _, bea = add_user(app)
+        weak = {"If-Match": f"W/{original['_etag']}"}
+        assert_problem(delegate(app, original["id"], {"toUpn": bea}, headers=weak), 412, "preconditionFailed")
+        assert successors_of(app, original["id"]) == []
+
     def test_if_match_comes_after_permission_and_before_state(self, app: FunctionCaller) -> None:
         original = new_assignment(app, allowDelegation=False)
         _, bea = add_user(app)
