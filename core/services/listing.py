@@ -70,7 +70,10 @@ def _filtered(
 
 
 def _page(deps: Deps, principal: Principal, query: ViewQuery, *, page_size: int, token: str | None) -> dict[str, Any]:
-    fingerprint = fingerprint_of({**asdict(query), "pageSize": page_size}, principal)
+    # The query as the caller asked it: "overdue" is judged at each page's own time, so the fingerprint holds
+    # whether it was asked, not the moment (which would make every token refuse its next page).
+    described = {**asdict(query), "overdue_at": query.overdue_at is not None, "pageSize": page_size}
+    fingerprint = fingerprint_of(described, principal)
     items, next_token = _views(deps).page(
         query, page_size=page_size, continuation_token=decode_token(token, fingerprint)
     )

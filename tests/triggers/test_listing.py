@@ -197,6 +197,30 @@ class TestPaging:
         same = list_as(app, app.tokens.user(originator), role="originator", pageSize=1, continuationToken=token)
         assert same.status == 200
 
+    def test_an_overdue_list_pages_through_the_active_assignments_past_their_due_date(
+        self, app: FunctionCaller
+    ) -> None:
+        # Each page judges "overdue" at its own request's time: the token continues the query as asked.
+        originator = upn("o")
+        past_due = [make(app, originator, minute=m, dueAt="2031-01-01T00:00:00Z") for m in range(3)]
+        cancelled = make(app, originator, minute=3, dueAt="2031-01-01T00:00:00Z")
+        assert act(app, "cancel", cancelled, token=app.tokens.user(originator)).status == 200
+        make(app, originator, minute=4, dueAt="2031-01-01T00:00:00Z")  # not yet due
+        yesterday = datetime.now(UTC) - timedelta(days=1)
+        for assignment_id in (*past_due, cancelled):
+            change_stored(app, assignment_id, due_at=yesterday)
+        token = app.tokens.user(originator)
+        first = list_as(app, token, role="originator", overdue="true", pageSize=2)
+        assert first.status == 200, first.body
+        continuation = first.json()["continuationToken"]
+        assert continuation is not None
+        second = list_as(
+            app, token, catch=False, role="originator", overdue="true", pageSize=2, continuationToken=continuation
+        )
+        assert second.status == 200, second.body
+        assert second.json()["continuationToken"] is None
+        assert ids(first.json()["items"]) + ids(second.json()["items"]) == past_due[::-1]
+
     def test_the_default_page_holds_50(self, app: FunctionCaller) -> None:
         originator = upn("o")
         for _ in range(51):
