@@ -1,8 +1,8 @@
 """Every setting the service reads, in one object, read at first use and never at import.
 
-Names are fixed by docs/api-rules.md, "Settings"; each appears in README and in
-`local.settings.sample.json`. A missing required setting fails loudly, naming the variable, at the first
-request that needs it.
+Every name is listed, with its default, in README's "Configuration" table (the rules are in docs/api-rules.md,
+"Settings") and appears in `local.settings.sample.json`. A missing required setting fails loudly, naming the
+variable, at the first request that needs it.
 """
 
 from __future__ import annotations
