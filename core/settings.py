@@ -1,8 +1,8 @@
 """Every setting the service reads, in one object, read at first use and never at import.
 
-Names are fixed by docs/api-rules.md, "Settings"; each appears in README and in
-`local.settings.sample.json`. A missing required setting fails loudly, naming the variable, at the first
-request that needs it.
+Every name is listed, with its default, in README's "Configuration" table (the rules are in docs/api-rules.md,
+"Settings") and appears in `local.settings.sample.json`. A missing required setting fails loudly, naming the
+variable, at the first request that needs it.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class Settings(BaseSettings):
 
     # The change-feed views (lists, rosters, summaries, the due index); partition key `/pk`, TTL on.
     cosmos_views_container: str = Field(default="views", validation_alias="COSMOS_VIEWS_CONTAINER")
-    # Named in a queue binding (`%NOTIFICATIONS_QUEUE%`): the host has no default, so infra/ and the sample set it.
+    # Read by the code only (notifications are sent with the Storage SDK, core/bootstrap.py); no binding names it.
     notifications_queue: QueueName = Field(default="assignment-notifications", validation_alias="NOTIFICATIONS_QUEUE")
 
     # Named in the feed's retry queue bindings (`%CHANGES_RETRY_QUEUE%`): a document whose projection or

@@ -224,8 +224,9 @@ module plan 'br/public:avm/res/web/serverfarm:0.7.0' = {
 }
 
 // App settings: the identity-based host connections, telemetry, and every setting of README's "Configuration"
-// table (tests/test_infra.py checks them against core/settings.py). The %NAME% ones are bound by functions and
-// have no default on the host, so they are set here even where they equal the code's default.
+// table (tests/test_infra.py checks them against core/settings.py). The ones bindings name (%COSMOS_DATABASE%,
+// %COSMOS_ASSIGNMENTS_CONTAINER%, %COSMOS_LEASES_CONTAINER%, %CHANGES_RETRY_QUEUE%, %SWEEP_SCHEDULE%) have no
+// default on the host, so they must be set here even where they equal the code's default.
 var appSettings = {
   AzureWebJobsStorage__accountName: storage.outputs.name
   AzureWebJobsStorage__credential: 'managedidentity'
