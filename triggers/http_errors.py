@@ -66,7 +66,8 @@ ERROR_TABLE: dict[type[BaseException], ErrorMapping] = {
     e.PayloadTooLarge: ErrorMapping(
         413, "Payload too large", "payloadTooLarge", "The request body is too large", txn_status=413
     ),
-    # On the txn routes only a malformed Idempotency-Key header raises this; its detail says what is wrong.
+    # On the txn routes a body value JSON cannot hold as data (say 1e400) or a malformed Idempotency-Key header;
+    # its detail says what is wrong.
     e.ValidationFailed: ErrorMapping(422, "Validation failed", "validationFailed", txn_status=422),
     e.IdempotencyKeyReused: ErrorMapping(
         422,
