@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.transport import RequestsTransport
 from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
@@ -81,7 +81,8 @@ def _retry_after_seconds(headers: dict[str, Any] | None) -> int:
 
 def _owner_missing(container: str) -> DomainError:
     log.error("Cosmos DB reports the database or container of %r missing: provision it", container)
-    return ServiceUnavailable(f"The store's container {container} is unavailable", retry_after=5)
+    # The name stays in the log: a caller learns only that the service is unavailable.
+    return ServiceUnavailable(retry_after=5)
 
 
 # What each Cosmos status means to a caller. 409 is the operation's own business (`on_conflict`), 404 is
@@ -120,8 +121,6 @@ def translate_cosmos_errors(*, container: str = "", on_conflict: Exception | Non
         raise
     except (CosmosClientTimeoutError, ServiceRequestError, ServiceResponseError) as error:
         raise ServiceUnavailable(retry_after=1) from error
-    except AzureError:
-        raise
 
 
 def read_or_none(container: ContainerProxy, item_id: str, partition_key: str) -> dict[str, Any] | None:

@@ -8,7 +8,7 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
-from core.cosmos.client import ContainerStore, query_parameters, read_or_none
+from core.cosmos.client import SUBSTATUS_OWNER_MISSING, ContainerStore, query_parameters, read_or_none
 from core.errors import ConcurrencyConflict
 from core.hygiene import format_timestamp
 from core.projections import DOC_TYPE_PROJECTION, DOC_TYPE_VIEW
@@ -59,7 +59,7 @@ class CosmosViewStore(ContainerStore):
             try:
                 self._container.delete_item(item_id, partition_key=pk)
             except CosmosHttpResponseError as error:
-                if error.status_code != 404 or error.sub_status == 1003:
+                if error.status_code != 404 or error.sub_status == SUBSTATUS_OWNER_MISSING:
                     raise
 
     # --- lists --------------------------------------------------------------------------------------------
