@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from core.hygiene import Timestamp
+from core.hygiene import Timestamp, format_timestamp
 from core.models import AssignmentDocument, CamelModel
 
 DOC_TYPE_EVENT = "event"
@@ -79,7 +79,7 @@ class EventDocument(CamelModel):
         item: dict[str, Any] = {
             "eventId": self.event_id,
             "type": str(self.type),
-            "at": self.model_dump(mode="json", include={"at"})["at"],
+            "at": format_timestamp(self.at),
             "actor": self.actor,
             "sequence": self.sequence,
         }
@@ -93,7 +93,7 @@ class EventDocument(CamelModel):
         return {
             "eventId": self.event_id,
             "type": str(self.type),
-            "occurredAt": self.model_dump(mode="json", include={"at"})["at"],
+            "occurredAt": format_timestamp(self.at),
             "tenantId": self.tenant_id,
             "assignmentId": self.assignment_id,
             "sequence": self.sequence,

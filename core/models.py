@@ -8,7 +8,8 @@
 - Request models, one per body a route takes, all named `…Request` (plus `ListQuery` for a query string).
 - `IdempotencyRecord`: a remembered answer, stored beside the assignment, never inside it.
 
-The public model is produced in one place: `AssignmentDocument.to_public()`. The API rules these models
+The public representation is produced in one place: `AssignmentDocument.public_json()` (`to_public()`, the
+same fields validated as the public model, is what tests check it against). The API rules these models
 enforce are written down in docs/api-rules.md.
 """
 
@@ -248,8 +249,7 @@ class Assignment(AssignmentFields):
         return self.model_dump(mode="json", by_alias=True)
 
 
-_PUBLIC_FIELDS = frozenset(Assignment.model_fields)
-_PUBLIC_FIELD_NAMES = set(_PUBLIC_FIELDS)
+_PUBLIC_FIELDS = set(Assignment.model_fields)
 
 
 class AssignmentDocument(AssignmentFields):
@@ -276,12 +276,12 @@ class AssignmentDocument(AssignmentFields):
     etag: str | None = Field(default=None, alias="_etag")
 
     def to_public(self) -> Assignment:
-        return Assignment.model_validate(self.model_dump(include=set(_PUBLIC_FIELDS)))
+        return Assignment.model_validate(self.model_dump(include=_PUBLIC_FIELDS))
 
     def public_json(self) -> dict[str, Any]:
         """The public representation in one pass: the stored document, validated once when it was read,
         dumped with only the public fields (the same JSON as `to_public().to_json()`, without re-validating)."""
-        return self.model_dump(mode="json", by_alias=True, include=_PUBLIC_FIELD_NAMES)
+        return self.model_dump(mode="json", by_alias=True, include=_PUBLIC_FIELDS)
 
     def to_cosmos(self) -> dict[str, Any]:
         """The JSON body to write; system properties are Cosmos's to set. It is validated as the read side

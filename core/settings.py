@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.models import MAX_ATTEMPTS
+
 CommaList = Annotated[list[str], NoDecode]
 # A Storage queue name: 3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or
 # digit. At most 56 here, so that the `-poison` queue the Functions host derives from it is valid too.
@@ -60,8 +62,8 @@ class Settings(BaseSettings):
     # Bounded so the longest chain still fits an assignment under Cosmos DB's item limit (tests/core/test_models.py).
     delegation_max_depth: int = Field(default=10, ge=1, le=50, validation_alias="DELEGATION_MAX_DEPTH")
     # The most attempts kept on an assignment whose `maxAttempts` is null.
-    # Bounded by models.MAX_ATTEMPTS: more would let an assignment outgrow Cosmos DB's item limit.
-    attempts_limit: int = Field(default=100, ge=1, le=100, validation_alias="ATTEMPTS_LIMIT")
+    # More would let an assignment outgrow Cosmos DB's item limit.
+    attempts_limit: int = Field(default=MAX_ATTEMPTS, ge=1, le=MAX_ATTEMPTS, validation_alias="ATTEMPTS_LIMIT")
     idempotency_ttl_hours: int = Field(default=24, ge=1, validation_alias="IDEMPOTENCY_TTL_HOURS")
 
     # The change-feed views (lists, rosters, summaries, the due index); partition key `/pk`, TTL on.
