@@ -390,7 +390,7 @@ class DevSigner:
             app_id=app.app_id, oid=app.object_id, roles=app.roles, lifetime=DEV_TOKEN_LIFETIME_SECONDS
         )
 
-    def share(self, host_url: str, port: int, environ: Mapping[str, str] = os.environ) -> Path:
+    def share(self, port: int, environ: Mapping[str, str] = os.environ) -> Path:
         """Let `scripts/token` (`localhost.mint`) sign with this signer's key while the run command serves `port`.
 
         The key, with what a token needs (JWKS URI, tenants, audience), goes to a file only this user can read,
@@ -400,8 +400,6 @@ class DevSigner:
         self._shared = write_shared(
             SharedSigner(
                 port=port,
-                pid=os.getpid(),
-                host_url=host_url,
                 jwks_uri=self.jwks_uri,
                 tenant_ids=self.tenant_ids,
                 audience=self.tokens.audience,

@@ -40,10 +40,6 @@ HOST_JSON = REPO_ROOT / "host.json"
 Listener = ChangeFeedListener | TimerListener | QueueListener
 
 
-def read_route_prefix(host_json: Path = HOST_JSON) -> str:
-    return read_host_json(host_json).route_prefix
-
-
 class LocalHost:
     def __init__(
         self,
@@ -66,7 +62,6 @@ class LocalHost:
             raise BindingConfigError(f"duplicate function names: {duplicates}")
         config = read_host_json(host_json)
         prefix = config.route_prefix if route_prefix is None else route_prefix
-        self.queues_options = config.queues
         self._clock = clock
         self.descriptions: list[str] = []
         routes: list[Route[HttpFunction]] = []

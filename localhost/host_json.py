@@ -89,7 +89,7 @@ class HostJson:
     queues: QueuesOptions
 
     @classmethod
-    def from_document(cls, document: Mapping[str, Any], processor_count: int | None = None) -> HostJson:
+    def from_document(cls, document: Mapping[str, Any]) -> HostJson:
         if "retry" in document:
             raise BindingConfigError(
                 "host.json retry: the local host does not implement host-level retry policies; "
@@ -97,7 +97,7 @@ class HostJson:
             )
         extensions = document.get("extensions", {})
         prefix = extensions.get("http", {}).get("routePrefix", DEFAULT_ROUTE_PREFIX)
-        queues = QueuesOptions.from_section(extensions.get("queues", {}), processor_count)
+        queues = QueuesOptions.from_section(extensions.get("queues", {}))
         return cls(route_prefix=str(prefix), queues=queues)
 
 

@@ -33,6 +33,8 @@ class IndexedFunction:
     name: str
     function: Function
     raw_bindings: list[dict[str, Any]]
+    # Decided once at indexing, as the worker does, so no call pays for inspecting the signature.
+    takes_context: bool
     retry: RetryPolicy | None = None  # `@app.retry(...)`, as the worker reads it
 
     @property
@@ -43,7 +45,7 @@ class IndexedFunction:
         """Call the function with these arguments; one that takes `context` gets a fresh invocation's, as the
         worker gives it, unless the caller passes its own."""
         user_function = self.function.get_user_function()
-        if "context" in inspect.signature(user_function).parameters and "context" not in kwargs:
+        if self.takes_context and "context" not in kwargs:
             from localhost.invocation import LocalContext  # here: localhost.invocation imports this module
 
             kwargs["context"] = LocalContext(self.name, str(uuid.uuid4()))
@@ -61,7 +63,8 @@ def _is_out(annotation: Any) -> bool:
     return typing.get_origin(annotation) is func.Out or (inspect.isclass(annotation) and annotation is func.Out)
 
 
-def _check_function(fn: Function) -> None:
+def _check_function(fn: Function) -> bool:
+    """Raise unless the worker would index `fn`; return whether it takes the invocation's `context`."""
     name = fn.get_function_name()
     user_function = fn.get_user_function()
     signature = inspect.signature(user_function)
@@ -93,6 +96,8 @@ def _check_function(fn: Function) -> None:
             ok = checker.check_input_type_annotation(annotation)
         if not ok:
             raise IndexingError(f"{name}: {binding_name}: {annotation!r} does not suit a {binding.type} binding")
+    # The worker's rule (`is_context_required`): a binding that happens to be named `context` is not the Context.
+    return "context" in signature.parameters and "context" not in bindings
 
 
 def _retry_policy(name: str, fn: Function) -> RetryPolicy | None:
@@ -114,10 +119,13 @@ def index_functions(app: FunctionRegister) -> list[IndexedFunction]:
     functions = app.get_functions()  # the worker calls this once; a second call raises on the same app
     indexed = []
     for fn in functions:
-        _check_function(fn)
+        takes_context = _check_function(fn)
         raw = [json.loads(binding) for binding in fn.get_raw_bindings()]
         name = fn.get_function_name() or ""
-        indexed.append(IndexedFunction(name=name, function=fn, raw_bindings=raw, retry=_retry_policy(name, fn)))
+        retry = _retry_policy(name, fn)
+        indexed.append(
+            IndexedFunction(name=name, function=fn, raw_bindings=raw, takes_context=takes_context, retry=retry)
+        )
     names = [f.name for f in indexed]
     if len(set(names)) != len(names):
         raise IndexingError(f"duplicate function names: {names}")

@@ -214,8 +214,6 @@ class FunctionInvoker:
         self.name = function.name
         self._user_function = function.function.get_user_function()
         self._trigger_name = str(function.trigger["name"])
-        parameters = inspect.signature(self._user_function).parameters
-        self._takes_context = "context" in parameters and "context" not in {b["name"] for b in function.raw_bindings}
         self._out_parameters = [
             str(b["name"]) for b in function.raw_bindings if b["direction"] == "OUT" and b["name"] != "$return"
         ]
@@ -234,7 +232,7 @@ class FunctionInvoker:
         kwargs: dict[str, Any] = {self._trigger_name: trigger_value}
         outs: dict[str, OutValue[Any]] = {name: OutValue() for name in self._out_parameters}
         kwargs.update(outs)
-        if self._takes_context:
+        if self.function.takes_context:
             kwargs["context"] = LocalContext(self.name, invocation_id, retry)
         started = time.perf_counter()
         try:

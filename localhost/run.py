@@ -272,7 +272,7 @@ def _start(environ: Mapping[str, str], port: int, cors: CorsPolicy | None, stack
     host.start()
     if signer is not None:
         try:
-            signer.share(host.url, host.http.port, environ)
+            signer.share(host.http.port, environ)
         except SharedSignerError as error:
             raise StartupError(f"cannot share the development signer with scripts/token: {error}") from None
         # Unshared before the host lets go of its port, so the file named by the port is this run's until removed.

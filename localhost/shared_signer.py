@@ -38,8 +38,6 @@ class SharedSignerError(RuntimeError):
 @dataclass(frozen=True)
 class SharedSigner:
     port: int  # the run command's HTTP port
-    pid: int
-    host_url: str
     jwks_uri: str
     tenant_ids: tuple[str, ...]  # the tenants the run command trusts; the first holds the demo data
     audience: str
@@ -51,8 +49,6 @@ class SharedSigner:
         return json.dumps(
             {
                 "port": self.port,
-                "pid": self.pid,
-                "hostUrl": self.host_url,
                 "jwksUri": self.jwks_uri,
                 "tenantIds": list(self.tenant_ids),
                 "audience": self.audience,
@@ -67,8 +63,6 @@ class SharedSigner:
         value = json.loads(text)
         return cls(
             port=int(value["port"]),
-            pid=int(value["pid"]),
-            host_url=str(value["hostUrl"]),
             jwks_uri=str(value["jwksUri"]),
             tenant_ids=tuple(str(tid) for tid in value["tenantIds"]),
             audience=str(value["audience"]),

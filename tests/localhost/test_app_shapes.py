@@ -50,3 +50,27 @@ def test_a_list_output_must_be_typing_list_not_the_builtin_generic() -> None:
     with pytest.raises(IndexingError, match=r"out: .*list\[str\].* does not suit a queue binding"):
         index_functions(builtin)
     assert index_functions(legacy)
+
+
+def test_only_a_context_parameter_that_is_no_binding_gets_the_invocations_context() -> None:
+    """The worker's rule: an output binding that happens to be named `context` is that binding, not the Context."""
+    app = func.FunctionApp()
+
+    @app.timer_trigger(arg_name="timer", schedule="0 * * * * *")
+    def with_context(timer: func.TimerRequest, context: func.Context) -> str:
+        return context.function_name
+
+    @app.timer_trigger(arg_name="timer", schedule="0 * * * * *")
+    @app.queue_output(arg_name="context", queue_name="q", connection="AzureWebJobsStorage")
+    def with_binding(timer: func.TimerRequest, context: func.Out[str]) -> None: ...
+
+    @app.timer_trigger(arg_name="timer", schedule="0 * * * * *")
+    def without(timer: func.TimerRequest) -> None: ...
+
+    functions = {f.name: f for f in index_functions(app)}
+    assert {name: f.takes_context for name, f in functions.items()} == {
+        "with_context": True,
+        "with_binding": False,
+        "without": False,
+    }
+    assert functions["with_context"].call(timer=None) == "with_context"

@@ -11,7 +11,8 @@ import requests
 from azure.storage.queue import QueueClient
 
 from localhost.app_settings import BindingConfigError
-from localhost.host import LocalHost, read_route_prefix
+from localhost.host import HOST_JSON, LocalHost
+from localhost.host_json import read_host_json
 from localhost.indexing import index_app
 from tests.fixtures import http_probe_app
 from tests.localhost.conftest import StartHost, probe_functions
@@ -138,7 +139,7 @@ def test_a_queue_output_lands_base64_encoded_in_azurite(start_host: StartHost, a
 
 
 def test_the_route_prefix_comes_from_host_json_unless_given(start_host: StartHost) -> None:
-    assert read_route_prefix() == ""
+    assert read_host_json(HOST_JSON).route_prefix == ""
     host = start_host(probe_functions(HTTP_PROBE, "literal_item"), route_prefix="api")
     assert requests.get(f"{host.url}/api/probe/items/new", timeout=5).text == "literal"
     assert requests.get(f"{host.url}/probe/items/new", timeout=5).status_code == 404
