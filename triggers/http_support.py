@@ -125,13 +125,12 @@ def command_of(
     principal: Principal,
     *,
     body: object = None,
-    assignment_id: str | None = None,
 ) -> Command:
     """The one command a write's use case takes: who, what, and the request's preconditions."""
     return Command(
         principal=principal,
         body=body,
-        assignment_id=assignment_id if assignment_id is not None else str(req.route_params.get("id", "")),
+        assignment_id=str(req.route_params.get("id", "")),
         if_match=req.headers.get("if-match"),
         idempotency_key=req.headers.get("idempotency-key"),
     )
@@ -141,15 +140,14 @@ def run_use_case(
     req: func.HttpRequest,
     use_case: UseCase,
     *,
-    body_types: tuple[str, ...] | None = JSON_TYPES,
+    body_types: tuple[str, ...] = JSON_TYPES,
     body_optional: bool = False,
     allow_reporter: bool = False,
     always_locate: bool = False,
 ) -> func.HttpResponse:
-    """Authenticate, read the body (`body_types=None`: the route takes none), run one use case, answer
-    with the assignment."""
+    """Authenticate, read the body, run one use case, answer with the assignment."""
     principal, runtime = authenticate(req, allow_reporter=allow_reporter)
-    body = None if body_types is None else json_body(req, content_types=body_types, allow_empty=body_optional)
+    body = json_body(req, content_types=body_types, allow_empty=body_optional)
     outcome = use_case(command_of(req, principal, body=body), runtime.deps())
     return assignment_response(outcome, always_locate=always_locate)
 
