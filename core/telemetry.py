@@ -37,8 +37,8 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -176,6 +176,30 @@ def invocation(
         _invocation_id.reset(invocation_token)
         if token is not None:
             otel_context.detach(token)
+
+
+class _TraceContext(Protocol):
+    @property
+    def trace_parent(self) -> str: ...
+
+    @property
+    def trace_state(self) -> str: ...
+
+
+class HostInvocation(Protocol):
+    """What the Functions host hands each call (`func.Context`), as far as telemetry reads it."""
+
+    @property
+    def invocation_id(self) -> str: ...
+
+    @property
+    def trace_context(self) -> _TraceContext: ...
+
+
+def invocation_of(context: HostInvocation) -> AbstractContextManager[str | None]:
+    """`invocation` for the call the host handed `context`."""
+    trace_context = context.trace_context
+    return invocation(trace_context.trace_parent, trace_context.trace_state, context.invocation_id)
 
 
 # What every LogRecord has (`args` and `msg` can be mappings too); anything else came from `extra`.

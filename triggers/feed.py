@@ -56,7 +56,7 @@ def project_changes(
     retries: func.Out[typing.List[str]],  # noqa: UP006
     context: func.Context,
 ) -> None:
-    with _invocation(context):
+    with telemetry.invocation_of(context):
         result = handle_changes([document.to_dict() for document in documents], get_runtime().feed_deps())
         if result.failed:
             retries.set([json.dumps(ref.to_json()) for ref in result.failed])
@@ -73,7 +73,7 @@ def project_changes(
 @bp.function_name("retry_changes")
 @bp.queue_trigger(arg_name="message", queue_name="%CHANGES_RETRY_QUEUE%", connection="AzureWebJobsStorage")
 def retry_changes(message: func.QueueMessage, context: func.Context) -> None:
-    with _invocation(context):
+    with telemetry.invocation_of(context):
         ref = ChangeRef.from_json(json.loads(message.get_body()))
         result = retry_change(ref, get_runtime().feed_deps())
         log.info(
@@ -84,10 +84,3 @@ def retry_changes(message: func.QueueMessage, context: func.Context) -> None:
             result.projected,
             result.notified,
         )
-
-
-def _invocation(context: func.Context) -> typing.ContextManager[str | None]:
-    """The host's invocation as the current trace context: the Cosmos DB and Storage calls made within it, and
-    the counts logged, join its operation in Application Insights (core/telemetry.py)."""
-    trace = context.trace_context
-    return telemetry.invocation(trace.trace_parent, trace.trace_state, context.invocation_id)

@@ -220,8 +220,7 @@ def _boundary(
 
     def decorate(handler: Handler) -> Registered:
         def wrapper(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-            trace = context.trace_context
-            with telemetry.invocation(trace.trace_parent, trace.trace_state, context.invocation_id) as trace_id:
+            with telemetry.invocation_of(context) as trace_id:
                 record = RequestRecord(route=route, trace_id=trace_id or trace_id_of(req))
                 token = _current.set(record)
                 started = time.perf_counter()

@@ -27,8 +27,7 @@ class SweepRequest(RequestModel):
 def sweep_due(timer: func.TimerRequest, context: func.Context) -> None:
     # The host's invocation as the current trace context: the sweep's Cosmos DB calls and its counts join its
     # operation in Application Insights (core/telemetry.py).
-    trace = context.trace_context
-    with telemetry.invocation(trace.trace_parent, trace.trace_state, context.invocation_id):
+    with telemetry.invocation_of(context):
         if timer.past_due:
             # The host missed occurrences (a restart, a long sweep): one sweep catches up on everything due.
             log.warning("sweep: the timer is past due; sweeping what is due now")
