@@ -50,6 +50,7 @@ from core.rules import (
     check_delegation,
     check_not_expired,
     check_readable,
+    closed_attempts,
     fewest_max_attempts,
     is_active,
     is_assignee,
@@ -425,15 +426,11 @@ def record_event(document: AssignmentDocument, ctx: Context, event: EventRequest
     events = []
     if starting:
         events.append(_event(new, EventType.STARTED, ctx))
-    for _ in range(_closed_attempts(new) - _closed_attempts(document)):
+    for _ in range(closed_attempts(new) - closed_attempts(document)):
         events.append(_event(new, EventType.ATTEMPT_CLOSED, ctx))
     if operation in (Operation.COMPLETE, Operation.FAIL):
         events.append(_event(new, EventType.COMPLETED if operation is Operation.COMPLETE else EventType.FAILED, ctx))
     return _changed(new, *events, marker_id=marker_id)
-
-
-def _closed_attempts(document: AssignmentDocument) -> int:
-    return sum(1 for attempt in document.attempts if attempt.completed_at is not None)
 
 
 # --- delegate -------------------------------------------------------------------------------------------

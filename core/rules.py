@@ -307,11 +307,14 @@ def is_failed_attempt(assignment: AssignmentFields, event: EventRequest) -> bool
     )
 
 
+def closed_attempts(assignment: AssignmentFields) -> int:
+    return sum(1 for attempt in assignment.attempts if attempt.completed_at is not None)
+
+
 def fewest_max_attempts(assignment: AssignmentFields) -> int:
     """The smallest `maxAttempts` an edit may set: the attempts already made and, for `flow_passed`, one
     more than those closed, or the assignment could neither pass nor fail any more."""
     fewest = len(assignment.attempts)
     if assignment.completion_criteria == CompletionCriteria.FLOW_PASSED:
-        closed = sum(1 for attempt in assignment.attempts if attempt.completed_at is not None)
-        fewest = max(fewest, closed + 1)
+        fewest = max(fewest, closed_attempts(assignment) + 1)
     return fewest
