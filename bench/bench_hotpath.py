@@ -35,7 +35,6 @@ import gc
 import json
 import platform
 import pstats
-import statistics
 import sys
 import time
 import uuid
@@ -46,8 +45,8 @@ from typing import Any
 
 from azure.core import MatchConditions
 
-from bench.bench_auth import measure_validation, print_comparison
-from bench.harness import function_app
+from bench.bench_auth import measure_validation, percentiles, print_comparison
+from bench.harness import function_app, round_trip_counts
 from core.auth import JwksCache
 from core.models import partition_key_of
 from localhost.caller import TEST_TENANT, FunctionCaller, Response
@@ -148,14 +147,6 @@ class Series:
     bare_trips: list[int] = field(default_factory=list)
 
 
-def p50_p99(samples: list[float]) -> tuple[float, float]:
-    return statistics.median(samples), statistics.quantiles(samples, n=100)[98]
-
-
-def trips_of(trips: list[int]) -> dict[int, int]:
-    return {count: trips.count(count) for count in sorted(set(trips))}
-
-
 def alternate(
     app: FunctionCaller,
     function_name: str,
@@ -207,23 +198,23 @@ def alternate(
 
 
 def report(label: str, bare_label: str, series: Series) -> None:
-    caller50, caller99 = p50_p99(series.caller_ms)
-    app50, app99 = p50_p99(series.app_ms)
-    bare50, bare99 = p50_p99(series.bare_ms)
-    own50, own99 = p50_p99(series.own_ms)
-    sdk50, sdk99 = p50_p99(series.sdk_ms)
+    caller50, caller99 = percentiles(series.caller_ms)
+    app50, app99 = percentiles(series.app_ms)
+    bare50, bare99 = percentiles(series.bare_ms)
+    own50, own99 = percentiles(series.own_ms)
+    sdk50, sdk99 = percentiles(series.sdk_ms)
     n = len(series.app_ms)
     print(f"{label}   n={n}")
     print(f"  route via FunctionCaller        p50 {caller50:6.2f} ms  p99 {caller99:6.2f} ms")
     print(
         f"  route, the function alone       p50 {app50:6.2f} ms  p99 {app99:6.2f} ms  "
-        f"round trips/call {trips_of(series.route_trips)}"
+        f"round trips/call {round_trip_counts(series.route_trips)}"
     )
     print(f"    of which in its container calls p50 {sdk50:6.2f} ms  p99 {sdk99:6.2f} ms")
     print(f"    of which outside them (the app) p50 {own50:6.2f} ms  p99 {own99:6.2f} ms")
     print(
         f"  bare {bare_label:<26} p50 {bare50:6.2f} ms  p99 {bare99:6.2f} ms  "
-        f"round trips/call {trips_of(series.bare_trips)}"
+        f"round trips/call {round_trip_counts(series.bare_trips)}"
     )
     print(
         f"  function - bare                 p50 {app50 - bare50:+6.2f} ms  p99 {app99 - bare99:+6.2f} ms  "
@@ -421,7 +412,7 @@ def app_costs(stats: pstats.Stats, calls: int, top: int) -> None:
     total = sum(own for own, _n, _f in rows)
     print(f"  the app's own time: {total / calls * 1e6:7.1f} us/call (profiled: cProfile inflates it several times)")
     for own, ncalls, (path, line, name) in rows[:top]:
-        where = path.split("/site-packages/")[-1].split("/wt-hotpath/")[-1]
+        where = path.split("/site-packages/")[-1]
         print(f"    {own / calls * 1e6:7.1f} us/call  {ncalls / calls:5.1f} calls/call  {name}  ({where}:{line})")
     print(
         f"  os.environ, by anyone: {iterations / calls:.1f} iterations over it and {lookups / calls:.1f} keyed reads"

@@ -67,6 +67,9 @@ from typing import Any
 import requests
 from azure.storage.queue import QueueClient
 
+from localhost.scenarios import now_iso
+from localhost.services import terminate
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SETTINGS_ENV = "BENCH_LOAD_SETTINGS"
 PORT_ENV = "BENCH_LOAD_PORT"
@@ -239,13 +242,7 @@ class HostProcess:
         return self.batches[started[0].number] if started else None
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout=30)
 
 
 # --- what the clients know ----------------------------------------------------------------------------------
@@ -387,10 +384,6 @@ def user_key(index: int) -> str:
 
 def upn(index: int) -> str:
     return f"u{index:03d}@contoso.com"
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 # --- the clients --------------------------------------------------------------------------------------------

@@ -2,11 +2,14 @@
 100,000 assignments stored, the same 100 of them due each time.
 
 Starts its own services (the patched Cosmos emulator, Azurite) on 127.0.0.1 and ignores any settings in the
-environment. Each size gets a database of its own, seeded through the store: each assignment created with its
-events in one batch (as create writes it), and its due-index entry computed by the projector's own function
-(`view_entries`) and upserted, both concurrently. The other views are not written (the sweep never reads them).
+environment. Each size gets a database of its own. The assignments that will fall due are created through the
+store, each with its events in one batch (as create writes it); the rest are upserted alone (no events: nothing
+reads them) by `--processes` processes, since the emulator's batches cost in proportion to what the container
+holds. Each due-index entry is computed by the projector's own function (`view_entries`) and upserted in batches
+by bucket. Each process writes with `--threads` threads. The other views are not written (the sweep never reads
+them).
 
-    .venv/bin/python -m bench.bench_sweep [--sizes 1000 100000] [--repeats 3] [--threads 16]
+    .venv/bin/python -m bench.bench_sweep [--sizes 1000 100000] [--repeats 5] [--threads 8] [--processes 3]
 
 Every assignment but the due ones has its next action spread over the next 30 days (the current hour included),
 so the due index holds one entry per assignment. Each measured sweep starts from a cursor six hours back, so it
@@ -37,12 +40,13 @@ from core.auth import SCOPE_READ_WRITE, Principal
 from core.bootstrap import Runtime
 from core.directory import DirectoryUser
 from core.models import AssignmentDocument, CreateRequest
-from core.projections import ViewKind, due_bucket, view_entries
+from core.projections import ViewKind, due_bucket, due_pk, view_entries
 from core.services.pipeline import parse_model
 from core.services.sweep import sweep
 from core.store import AssignmentStore, SweepState, ViewStore
 from core.timer_rules import ReminderPolicy
 from localhost.dev_signer import JwksServer
+from localhost.scenarios import iso
 from localhost.services import start_azurite, start_cosmos
 from localhost.stack import IsolatedSettings, make_settings
 
@@ -123,17 +127,13 @@ def _body(index: int, size: int, sweeps: int) -> dict[str, Any]:
     if index < due_ones:
         sweep_at = FIRST_SWEEP + (index // DUE_PER_SWEEP) * SWEEP_EVERY
         if index % 2:
-            body["expiresAt"] = _iso(sweep_at - timedelta(minutes=1))
+            body["expiresAt"] = iso(sweep_at - timedelta(minutes=1))
         else:
-            body["dueAt"] = _iso(sweep_at - timedelta(minutes=1) + timedelta(hours=24))  # lead 24 h
+            body["dueAt"] = iso(sweep_at - timedelta(minutes=1) + timedelta(hours=24))  # lead 24 h
         return body
     offset = FUTURE_SPAN * (index - due_ones) / max(1, size - due_ones)
-    body["dueAt"] = _iso(FUTURE_FROM + offset + timedelta(hours=24))
+    body["dueAt"] = iso(FUTURE_FROM + offset + timedelta(hours=24))
     return body
-
-
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _decide(index: int, size: int, sweeps: int) -> Decision:
@@ -231,7 +231,7 @@ def _move_on(runtime: Runtime, acted: list[str]) -> None:
     for assignment_id in acted:
         document = runtime.store.read(TENANT, assignment_id)
         assert document is not None
-        views.delete(f"due|{due_bucket(T0)}", f"{TENANT}|{assignment_id}")
+        views.delete(due_pk(due_bucket(T0)), f"{TENANT}|{assignment_id}")
         for entry in view_entries(document, runtime.policy, now=runtime.clock()):
             if entry.body["kind"] == ViewKind.DUE:
                 views.upsert(entry.key.pk, entry.body)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from localhost.caller import FunctionCaller, Response
 from localhost.stack import function_app_stack as function_app
 
-__all__ = ["function_app", "measure", "parse_n"]
+__all__ = ["function_app", "measure", "parse_n", "round_trip_counts"]
 
 
 def parse_n(doc: str, what: str) -> int:
@@ -25,6 +25,11 @@ def parse_n(doc: str, what: str) -> int:
     parser.add_argument("--n", type=int, default=200, help=f"{what} per run (default 200)")
     n: int = parser.parse_args().n
     return n
+
+
+def round_trip_counts(trips: list[int]) -> dict[int, int]:
+    """How many calls made each number of Cosmos round trips, fewest first."""
+    return {count: trips.count(count) for count in sorted(set(trips))}
 
 
 def measure(app: FunctionCaller, label: str, calls: Sequence[Callable[[], Response]], *, expect: int) -> None:
@@ -37,9 +42,8 @@ def measure(app: FunctionCaller, label: str, calls: Sequence[Callable[[], Respon
         latencies_ms.append((time.perf_counter() - started) * 1000)
         trips.append(app.runtime.round_trips.count - before)
         assert response.status == expect, response.body
-    counts = {count: trips.count(count) for count in sorted(set(trips))}
     cuts = statistics.quantiles(latencies_ms, n=100)
     print(
-        f"{label:<38} n={len(calls):<5} round trips {counts}  "
+        f"{label:<38} n={len(calls):<5} round trips {round_trip_counts(trips)}  "
         f"p50 {statistics.median(latencies_ms):6.2f} ms  p90 {cuts[89]:6.2f} ms  p99 {cuts[98]:6.2f} ms"
     )

@@ -64,7 +64,7 @@ def _database_of(app: FunctionCaller) -> tuple[str, str]:
 
 
 def known_user(app: FunctionCaller, upn: str, *, tenant: str = TEST_TENANT) -> DirectoryUser:
-    """An enabled directory user whose key is `key_of(upn)`; written once per runtime and tenant."""
+    """An enabled directory user whose key is `key_of(upn)`; written once per database and tenant."""
     user = DirectoryUser(user_key=key_of(upn), upn=upn.lower(), display_name="A user", account_enabled=True)
     marker = (*_database_of(app), tenant, user.upn)
     with _known_lock:
@@ -389,7 +389,7 @@ _feed_lock = threading.Lock()
 
 
 def catch_up(app: FunctionCaller) -> int:
-    """Run the registered change-feed function on everything written since the last call (per runtime), as
+    """Run the registered change-feed function on everything written since the last call (per database), as
     the host would, and the retry function on what it hands to the retry queue; return the documents fed."""
     container = app.runtime.assignments_container
     fed = 0

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from core import aggregate, errors
-from core.aggregate import Context
 from core.auth import Principal
 from core.directory import DirectoryUser
 from core.events import EventType
@@ -30,11 +29,7 @@ from core.models import (
     partition_key_of,
 )
 from core.services.pipeline import ASSIGNMENT_ID_PATTERN, parse_model
-from tests.support.documents import ADAM, CARL, DORA, NOW, OLIVIA, TENANT, Person, admin_app, assignment, task
-
-
-def context(principal: Principal, **fields: Any) -> Context:
-    return Context(principal=principal, now=fields.pop("now", NOW), **fields)
+from tests.support.documents import ADAM, CARL, DORA, NOW, OLIVIA, TENANT, Person, admin_app, assignment, context, task
 
 
 def written(decision: aggregate.Decision) -> AssignmentDocument:

@@ -12,8 +12,6 @@ from typing import Any
 import pytest
 
 from core import aggregate
-from core.aggregate import Context
-from core.auth import Principal
 from core.events import EventDocument, EventType, Role, recipients_of, summary_of
 from core.models import (
     AssignmentDocument,
@@ -30,7 +28,19 @@ from core.models import (
 from core.queues import MAX_MESSAGE_BYTES
 from core.services.pipeline import parse_model
 from core.timer_rules import ReminderPolicy
-from tests.support.documents import ADAM, CARL, DORA, NOW, OLIVIA, OTHER_TENANT, TENANT, Person, assignment, task
+from tests.support.documents import (
+    ADAM,
+    CARL,
+    DORA,
+    NOW,
+    OLIVIA,
+    OTHER_TENANT,
+    TENANT,
+    Person,
+    assignment,
+    context,
+    task,
+)
 
 MESSAGE_FIELDS = {
     "eventId",
@@ -55,10 +65,6 @@ SUMMARY_FIELDS = {
 }
 # The table: every event type, and whether it notifies anyone at all.
 HISTORY_ONLY = {EventType.CREATED, EventType.STARTED, EventType.ATTEMPT_CLOSED, EventType.EDITED}
-
-
-def context(principal: Principal, **fields: Any) -> Context:
-    return Context(principal=principal, now=fields.pop("now", NOW), **fields)
 
 
 def heard(event: EventDocument) -> list[tuple[str, str | None, str]]:

@@ -341,20 +341,13 @@ class World:
         self.assert_notified(**notified)
 
 
-# `known_user` and `catch_up` remember per `id(runtime)`; a collected runtime's id is reused by the next one,
-# which would then be taken for it (users "known" that its database never saw). Kept alive, ids stay unique.
-_RUNTIMES: list[Runtime] = []
-
-
 def fresh_runtime(settings: Settings, **overrides: Any) -> Runtime:
     suffix = uuid.uuid4().hex[:10]
-    runtime = Runtime(
+    return Runtime(
         settings.model_copy(
             update={"cosmos_database": f"feed-{suffix}", "notifications_queue": f"notify-{suffix}", **overrides}
         )
     )
-    _RUNTIMES.append(runtime)
-    return runtime
 
 
 @pytest.fixture

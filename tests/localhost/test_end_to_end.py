@@ -4,7 +4,6 @@ with the stored document and sends its id to a queue."""
 
 import base64
 import json
-import time
 import uuid
 from typing import Any
 
@@ -16,6 +15,7 @@ from core.directory import DirectoryUser
 from localhost.indexing import index_app
 from localhost.probe_app import FEED
 from tests.localhost.conftest import StartHost, probe_functions
+from tests.support import polling
 from tests.support.app import TEST_TENANT, Tokens
 
 
@@ -61,12 +61,13 @@ def test_create_read_back_and_the_change_feed_function_sees_it(
     assert document["_etag"] == created.headers["ETag"]
 
     # The function's queue output is sent once it returns: poll for it.
-    deadline = time.monotonic() + 5
     sent: list[list[str]] = []
-    while not any(assignment_id in ids for ids in sent) and time.monotonic() < deadline:
-        sent += [json.loads(base64.b64decode(m.content)) for m in queue.receive_messages(max_messages=32)]
-        time.sleep(0.05)
-    assert any(assignment_id in ids for ids in sent)
+
+    def sent_its_id() -> bool:
+        sent.extend(json.loads(base64.b64decode(m.content)) for m in queue.receive_messages(max_messages=32))
+        return any(assignment_id in ids for ids in sent)
+
+    polling.eventually(sent_its_id, "the change-feed function's message on its queue", timeout=5, interval=0.05)
 
 
 def test_without_a_token_the_apps_own_401_comes_back(start_host: StartHost, runtime: Runtime) -> None:

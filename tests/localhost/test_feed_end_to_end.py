@@ -33,9 +33,6 @@ T = TypeVar("T")
 DEADLINE_S = 90
 ORIGINATOR = "olivia@contoso.com"
 
-# Runtimes stay alive: helpers remember per id(runtime), and a collected one's id is reused.
-_RUNTIMES: list[Runtime] = []
-
 
 def eventually(probe: Callable[[], T | None], what: str) -> T:
     """Poll `probe` until it returns something truthy."""
@@ -55,7 +52,6 @@ def own_settings(settings: Settings) -> Settings:
 
 
 def start(start_host: StartHost, own_runtime: InstallRuntime, runtime: Runtime) -> tuple[LocalHost, FunctionCaller]:
-    _RUNTIMES.append(runtime)
     app = own_runtime(runtime)
     runtime.store  # noqa: B018 - the monitored container exists before the feed listener opens it
     host = start_host(index_app("function_app"), settings=app_settings_of(runtime.settings))

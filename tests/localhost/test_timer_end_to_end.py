@@ -6,24 +6,21 @@ seconds ahead becomes `expired` after a sweep, shows in the originator's `expire
 
 from __future__ import annotations
 
-import base64
-import json
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import requests
-from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.queue import QueueClient
 
 from core.bootstrap import Runtime
 from core.directory import DirectoryUser
 from localhost.app_settings import app_settings_of
 from localhost.indexing import index_app
+from localhost.scenarios import drain_queue, iso, notifications_queue
 from localhost.stack import make_settings
 from tests.localhost.conftest import StartHost
+from tests.support import polling
 from tests.support.app import TEST_TENANT, InstallRuntime, Tokens
 from tests.support.services import RunningService
 from tests.support.tokens import JwksServer
@@ -33,18 +30,9 @@ T = TypeVar("T")
 DEADLINE_S = 60
 
 
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 def poll(what: str, check: Callable[[], T | None]) -> T:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        found = check()
-        if found is not None:
-            return found
-        time.sleep(0.25)
-    raise AssertionError(f"{what}: not within {DEADLINE_S} s")
+    """Poll `check` until it returns something truthy (every probe here returns None or a non-empty value)."""
+    return polling.eventually(check, what, timeout=DEADLINE_S, interval=0.25)
 
 
 def test_an_assignment_expires_on_the_timer_shows_in_the_expired_list_and_its_message_is_queued(
@@ -67,7 +55,7 @@ def test_an_assignment_expires_on_the_timer_shows_in_the_expired_list_and_its_me
         CHANGES_RETRY_QUEUE=f"retry-{uuid.uuid4().hex[:12]}",
     )
     runtime = Runtime(settings)
-    own_runtime(runtime)  # the functions the host runs in-process use this runtime
+    app = own_runtime(runtime)  # the functions the host runs in-process use this runtime
     runtime.store  # noqa: B018 - the containers exist before the listeners start, as the run command ensures
     host = start_host(index_app("function_app"), settings=app_settings_of(settings))
     assert "sweep_due: timerTrigger (*/2 * * * * *)" in host.descriptions
@@ -110,15 +98,11 @@ def test_an_assignment_expires_on_the_timer_shows_in_the_expired_list_and_its_me
 
     assert poll("the originator's expired list shows it", listed) == [assignment_id]
 
-    queue = QueueClient.from_connection_string(settings.azure_web_jobs_storage or "", settings.notifications_queue)
+    queue = notifications_queue(app)
     messages: list[dict[str, Any]] = []
 
     def expired_message() -> dict[str, Any] | None:
-        try:
-            for message in queue.receive_messages(messages_per_page=32, visibility_timeout=600):
-                messages.append(json.loads(base64.b64decode(message.content)))
-        except ResourceNotFoundError:
-            return None  # the notifier creates the queue with its first message
+        messages.extend(drain_queue(queue))  # none until the notifier creates the queue with its first message
         return next((m for m in messages if m["assignmentId"] == assignment_id and m["type"] == "expired"), None)
 
     message = poll("the expired notification is on the queue", expired_message)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from core.aggregate import Context
 from core.auth import ROLE_ADMIN, ROLE_REPORT, SCOPE_READ_WRITE, Principal
 from core.directory import DirectoryUser
 from core.models import AssignmentDocument, CompletionCriteria, partition_key_of
@@ -59,6 +60,11 @@ def reporter_app(*, tenant: str = TENANT) -> Principal:
     return Principal(
         oid="key-reporter-app", tid=tenant, app_id="reporter-app", is_app_only=True, roles=frozenset({ROLE_REPORT})
     )
+
+
+def context(principal: Principal, **fields: Any) -> Context:
+    """What an operation of `core.aggregate` is decided with: `principal` acting at NOW unless `now` is given."""
+    return Context(principal=principal, now=fields.pop("now", NOW), **fields)
 
 
 def assignment(**overrides: Any) -> AssignmentDocument:
