@@ -415,7 +415,7 @@ def test_containers_and_partition_keys_agree_with_the_store() -> None:
         defaults["cosmos_leases_container"]: LEASES_PARTITION_KEY,
         defaults["cosmos_views_container"]: VIEWS_PARTITION_KEY,
     }
-    # TTL is on (never expiring by default) where CONTRACTS puts TTLs: idempotency records and views.
+    # TTL is on (never expiring by default) where docs/api-rules.md puts TTLs: idempotency records and views.
     assert "defaultTtl: -1" in containers[defaults["cosmos_assignments_container"]][1]
     assert "defaultTtl: -1" in containers[defaults["cosmos_views_container"]][1]
 

@@ -82,7 +82,7 @@ class TestCreate:
             self.create(self.request(), None)
 
     def test_an_expires_at_not_in_the_future_is_a_validation_error_before_the_directory_is(self) -> None:
-        """CONTRACTS "Idempotency and order of checks": validating the body (422) comes before the checks
+        """docs/api-rules.md, "Order of checks": validating the body (422) comes before the checks
         that need a lookup, such as `userNotFound`."""
         with pytest.raises(errors.ValidationFailed):
             self.create(self.request(expiresAt=NOW.isoformat()), ADAM.directory_user())
@@ -104,7 +104,7 @@ class TestCreate:
 
 class TestComplete:
     """`complete` (manual only): the assignee attests it is done, or the originator declares it
-    (CONTRACTS "Who may do what")."""
+    (docs/api-rules.md, "Who may do what")."""
 
     def manual(self, **overrides: Any) -> AssignmentDocument:
         return assignment(completion_criteria=CompletionCriteria.MANUAL, **overrides)
@@ -184,7 +184,7 @@ class TestEdit:
     def test_an_expires_at_not_in_the_future_is_a_validation_error_before_anything_else(
         self, caller: Person, if_match: str | None, overrides: dict[str, Any]
     ) -> None:
-        """CONTRACTS "Idempotency and order of checks": validating the body (422) comes before permission,
+        """docs/api-rules.md, "Order of checks": validating the body (422) comes before permission,
         If-Match and state; an `expiresAt` that is not in the future is a validation error."""
         subject = assignment(etag='"v1"', **overrides)
         with pytest.raises(errors.ValidationFailed):
@@ -206,7 +206,7 @@ def marker_of(event_id: str) -> str:
 class TestEventMarkers:
     """An applied event is remembered by a permanent marker the decision carries, written beside the
     assignment in the same batch; nothing about it is kept inside the assignment, which never grows with
-    the events it gets (CONTRACTS "Bounded documents")."""
+    the events it gets (docs/api-rules.md, "Input hygiene and limits")."""
 
     def test_an_applied_event_leaves_a_marker_and_nothing_in_the_document(self) -> None:
         document, sizes = assignment(), []
@@ -254,7 +254,7 @@ class TestEventMarkers:
     def test_a_far_future_event_is_a_validation_error_before_anything_else(
         self, caller: Principal, applied: bool
     ) -> None:
-        """CONTRACTS "Idempotency and order of checks": validating the body (422) comes before permission
+        """docs/api-rules.md, "Order of checks": validating the body (422) comes before permission
         (403) and state; `occurredAt` more than 5 minutes ahead is a validation error."""
         ctx = context(caller, event_applied=applied)
         with pytest.raises(errors.ValidationFailed):

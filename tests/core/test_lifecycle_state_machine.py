@@ -12,7 +12,7 @@ Delegate runs among them (the machine follows the original, which it makes `dele
 assign/unassign have their own tests in tests/triggers/test_txn.py.
 
 Every caller is a directory user whose key is their token's `oid`: who may do what follows those keys
-(CONTRACTS "Identity and tenancy"), never the UPNs.
+(docs/api-rules.md, "Identity and tenancy"), never the UPNs.
 
 Where the outcome is simple to predict (who may act, terminal, expired, the operation's own 409s) the
 machine predicts it and checks the use case agrees.
@@ -50,8 +50,8 @@ from core.services import (
 )
 
 TENANT = "sm-tenant"
-# Any character free text may hold (CONTRACTS "Input hygiene"): not the control characters other than
-# \t, \n and \r, nor the bidi overrides and isolates, nor lone surrogates. core/hygiene.py has its own tests.
+# Any character free text may hold (docs/api-rules.md, "Input hygiene and limits"): not the control characters
+# other than \t, \n and \r, nor the bidi overrides and isolates, nor lone surrogates. core/hygiene.py has its own tests.
 FREE_TEXT = st.characters(
     codec="utf-8",
     exclude_characters="".join(

@@ -124,7 +124,7 @@ class TestAllowedTransition:
 
 
 class TestWhoIsWho:
-    """Every role is held by a user key; a UPN never grants anything (CONTRACTS "Identity and tenancy")."""
+    """Every role is held by a user key; a UPN never grants anything (docs/api-rules.md, "Identity and tenancy")."""
 
     @staticmethod
     def subject() -> AssignmentDocument:

@@ -81,7 +81,7 @@ def test_a_conflict_becomes_the_callers_domain_error() -> None:
 
 
 def test_an_oversized_document_is_a_limit_exceeded_conflict() -> None:
-    # CONTRACTS.md: a write Cosmos refuses as too large (413) gets 409 `limitExceeded`, never a 500.
+    # docs/api-rules.md: a write Cosmos refuses as too large (413) gets 409 `limitExceeded`, never a 500.
     with pytest.raises(LimitExceeded) as raised, translate_cosmos_errors():
         raise _cosmos_error(413)
     assert isinstance(raised.value, ConflictError)
@@ -89,7 +89,7 @@ def test_an_oversized_document_is_a_limit_exceeded_conflict() -> None:
 
 
 def test_a_missing_database_or_container_is_an_outage_logged_with_its_name(caplog: pytest.LogCaptureFixture) -> None:
-    # CONTRACTS.md: a missing database or container is 503, logged with the name, never a 404 or a 500.
+    # docs/api-rules.md: a missing database or container is 503, logged with the name, never a 404 or a 500.
     with (
         caplog.at_level(logging.ERROR, logger="assignments.cosmos"),
         pytest.raises(ServiceUnavailable) as raised,
@@ -150,7 +150,7 @@ class TestAssignmentsPerTenant:
         tenant_a, tenant_b, tenant_c = (str(uuid.uuid4()) for _ in range(3))
         assignment_id = "demo-welcome"
         runtime.store.create(_new(_document(tenant_a, assignment_id, title="A")))
-        # CONTRACTS.md: two tenants may both hold `demo-welcome`; never `duplicateId` across tenants.
+        # docs/api-rules.md: two tenants may both hold `demo-welcome`; never `duplicateId` across tenants.
         runtime.store.create(_new(_document(tenant_b, assignment_id, title="B")))
         in_a, in_b = runtime.store.read(tenant_a, assignment_id), runtime.store.read(tenant_b, assignment_id)
         assert in_a is not None

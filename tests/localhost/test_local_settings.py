@@ -19,7 +19,7 @@ PLATFORM_PREFIXES = ("WEBSITE_", "FUNCTIONS_")
 # bundle variables `requests` honours, once (core/cosmos/client.py).
 OS_VARIABLES = {"XDG_RUNTIME_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"}
 CODE_DIRS = ("core", "triggers", "localhost")
-# The settings CONTRACTS names for bindings (`%NAME%`), whether or not a function binds them yet: the host has
+# The settings the API rules name for bindings (`%NAME%`), whether or not a function binds them yet: the host has
 # no default for them, so the sample (like infra/) must give each a value.
 CONTRACT_BINDING_SETTINGS = {
     "COSMOS_ASSIGNMENTS_CONTAINER",

@@ -1,7 +1,7 @@
 """Stored assignments and the people they name, built in memory for the pure tests of `core.rules` and
 `core.aggregate` (no emulator, no routes).
 
-Every person's user key differs from their UPN on purpose: rights follow keys (CONTRACTS "Identity and
+Every person's user key differs from their UPN on purpose: rights follow keys (docs/api-rules.md, "Identity and
 tenancy"), so a test that passed only because a UPN matched would fail here.
 """
 

@@ -392,7 +392,7 @@ class TestIdempotencyKey:
     def test_a_replayed_create_answers_201_with_the_current_assignment_after_later_writes(
         self, app: FunctionCaller
     ) -> None:
-        # CONTRACTS: the first status, with the assignment's current representation once it has changed
+        # docs/api-rules.md: the first status, with the assignment's current representation once it has changed
         # (the first body used to be kept inside the document, which grew it without bound).
         key = {"Idempotency-Key": uuid.uuid4().hex}
         first = create(app, new_body(), headers=key)

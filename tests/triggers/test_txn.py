@@ -378,7 +378,7 @@ class TestLookupAndStateErrors:
     def test_a_candidate_claiming_a_taken_task_is_denied_access(
         self, app: FunctionCaller, task: dict[str, Any], user: DirectoryUser
     ) -> None:
-        # CONTRACTS: candidate-group members may assign only an unassigned task.
+        # docs/api-rules.md: candidate-group members may assign only an unassigned task.
         assert assign(app, task["id"], user.user_key).status == 200
         member = app.tokens.user("mia@contoso.com", groups=[GROUP])
         assert_txn_error(assign(app, task["id"], new_user(app).user_key, token=member), 400, "accessDenied")
@@ -413,7 +413,7 @@ class TestLookupAndStateErrors:
 
 
 class TestCheckOrder:
-    """Each pair shows one check winning over the next one in CONTRACTS' list."""
+    """Each pair shows one check winning over the next one in docs/api-rules.md's list."""
 
     def test_txn_not_found_before_access_denied(self, app: FunctionCaller) -> None:
         assert_txn_error(assign(app, "missing", "u", token=app.tokens.user("eve@contoso.com")), 400, "txnNotFound")
